@@ -57,7 +57,7 @@ export function parseConfigText(text: string, file: string): unknown {
     try {
       return JSON.parse(text);
     } catch (err) {
-      throw new ConfigError(file, [{ path: '(file)', message: `invalid JSON: ${(err as Error).message}` }]);
+      throw new ConfigError(file, [{ path: '(file)', message: `invalid JSON: ${(err as Error).message.replace(/\s*\n\s*/g, ' ')}` }]);
     }
   }
   try {

@@ -11,10 +11,17 @@ import { parseCidr, parseEndpoint, type Endpoint } from '../core/address.ts';
  * Defaults live here, once. Durations come out as milliseconds; addresses as Endpoint.
  */
 
+/** Node timers cannot wait longer than 2^31-1 ms; a longer delay would fire after 1 ms. */
+const MAX_TIMER_MS = 2_147_483_647;
+
 const duration = z.string({ error: 'expected a duration such as 500ms, 3s, 10m, 1h' }).transform((text, ctx) => {
   const ms = parseDuration(text);
   if (ms === undefined) {
     ctx.addIssue({ code: 'custom', message: `"${text}" is not a duration: expected a number with ms, s, m, h or d (e.g. 3s)` });
+    return z.NEVER;
+  }
+  if (ms > MAX_TIMER_MS) {
+    ctx.addIssue({ code: 'custom', message: `"${text}" is too long: durations are limited to 24d (Node timers cannot wait longer)` });
     return z.NEVER;
   }
   return ms;
@@ -96,7 +103,7 @@ export const listenerSchema = z.discriminatedUnion('protocol', [tcpListenerSchem
 });
 
 export const serverSchema = z.strictObject({
-  address: endpoint,
+  address: endpoint.refine((address) => address.port !== 0, 'a server needs a port from 1 to 65535'),
   /** Relative share of new traffic. 0 = no new traffic (existing connections continue). */
   weight: z.number().int().min(0).max(1_000_000).default(1),
   /** Per-server cap on concurrent connections; a full server is skipped. */

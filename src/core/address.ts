@@ -34,7 +34,11 @@ export function parseEndpoint(text: string): Endpoint | string {
     host = text.slice(0, colon);
     portText = text.slice(colon + 1);
     if (host.includes(':')) return 'expected host:port (write IPv6 addresses in brackets: [::1]:5432)';
-    if (isIP(host) !== 4 && !HOSTNAME.test(host)) return `"${host}" is not an IPv4 address or host name`;
+    if (isIP(host) !== 4) {
+      // All digits and dots is a mistyped IPv4 address, never a host name (RFC 3696 §2).
+      if (/^[\d.]+$/.test(host)) return `"${host}" is not a valid IPv4 address`;
+      if (!HOSTNAME.test(host)) return `"${host}" is not an IPv4 address or host name`;
+    }
   }
   if (!/^\d{1,5}$/.test(portText)) return `port "${portText}" is not a number`;
   const port = Number(portText);
