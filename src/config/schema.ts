@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import { parseDuration } from '../core/duration.ts';
 import { parseCidr, parseEndpoint, type Endpoint } from '../core/address.ts';
+import { decodeEscapes } from '../health/probe-payload.ts';
 
 /**
  * The config file's schema. The TypeScript types used everywhere else are inferred from it
@@ -41,6 +42,7 @@ const cidr = z.string().refine((text) => typeof parseCidr(text) !== 'string', {
 });
 
 const positiveInt = z.number().int().positive();
+const positiveDuration = duration.refine((ms) => ms > 0, 'must be longer than 0');
 const name = z.string().regex(/^[A-Za-z0-9][A-Za-z0-9_.-]*$/, 'expected a name of letters, digits, "_", "." or "-"');
 
 export const logSchema = z.strictObject({
@@ -115,8 +117,8 @@ export const serverSchema = z.strictObject({
 export const healthCheckSchema = z.strictObject({
   type: z.enum(['tcp', 'udp']).default('tcp'),
   /** Between probes of one server; each probe is jittered by up to 10% so probes do not align. */
-  interval: duration.default(2_000),
-  timeout: duration.default(1_000),
+  interval: positiveDuration.default(2_000),
+  timeout: positiveDuration.default(1_000),
   /** Consecutive passes for a down server to become healthy. */
   rise: positiveInt.default(2),
   /** Consecutive failures for an up server to become unhealthy. */
@@ -184,6 +186,10 @@ export const configSchema = z
         ctx.addIssue({ code: 'custom', path: ['pools', poolName, 'servers'], message: 'a pool needs at least one server that is not a backup' });
       }
       const hc = pool.healthCheck;
+      if (hc?.send !== undefined) {
+        const decoded = decodeEscapes(hc.send);
+        if (typeof decoded === 'string') ctx.addIssue({ code: 'custom', path: ['pools', poolName, 'healthCheck', 'send'], message: decoded });
+      }
       if (hc && hc.timeout > hc.interval) {
         ctx.addIssue({ code: 'custom', path: ['pools', poolName, 'healthCheck', 'timeout'], message: 'must not be longer than interval' });
       }
