@@ -14,10 +14,14 @@ export class HealthState {
   /** Consecutive results against the current state (failures while up, passes while down). */
   private streak = 0;
 
-  constructor(
-    private readonly rise: number,
-    private readonly fall: number,
-  ) {}
+  private readonly rise: number;
+  private readonly fall: number;
+
+  /** @param rise consecutive passes to come back up; @param fall consecutive failures to go down (both >= 1) */
+  constructor(rise: number, fall: number) {
+    this.rise = rise;
+    this.fall = fall;
+  }
 
   /**
    * Records one result. Returns 0 when `healthy` did not change; otherwise it flipped, and
@@ -53,5 +57,4 @@ export class HealthState {
     this.confirmed = true;
     this.streak = 0;
   }
-
 }
