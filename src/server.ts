@@ -112,15 +112,23 @@ export class Switchyard {
     for (const listener of this.listeners) listener.stopAccepting();
     const open = this.openCount();
     this.logger.info({ module: 'server', open, drainTimeoutMs }, `draining: ${open} open, waiting up to ${drainTimeoutMs}ms`);
-    const deadline = Date.now() + drainTimeoutMs;
-    while (this.openCount() > 0 && Date.now() < deadline) {
-      await new Promise((resolve) => setTimeout(resolve, Math.min(50, Math.max(1, deadline - Date.now()))));
-    }
+    await this.waitUntilClosed(drainTimeoutMs);
     const left = this.openCount();
     for (const listener of this.listeners) listener.close();
+    // Destroyed sockets report 'close' on a later tick; wait (briefly) so every connection
+    // is released and has written its log line before we report done.
+    await this.waitUntilClosed(1_000);
     for (const checker of this.checkers) checker.stop();
     for (const pool of this.pools.values()) pool.close();
     this.logger.info({ module: 'server', closed: left }, left > 0 ? `drain timeout: closed ${left} still open` : 'drained: all connections finished');
+  }
+
+  /** Polls (every ≤50 ms) until no connection or session is open, or `timeoutMs` passed. */
+  private async waitUntilClosed(timeoutMs: number): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    while (this.openCount() > 0 && Date.now() < deadline) {
+      await new Promise((resolve) => setTimeout(resolve, Math.min(50, Math.max(1, deadline - Date.now()))));
+    }
   }
 }
 
