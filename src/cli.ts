@@ -83,47 +83,71 @@ export async function runCli(argv: string[]): Promise<number> {
   }
 
   rootLogger.level = level ?? config.log.level;
+  // Signals are handled from before start, so one arriving while listeners bind still means
+  // "stop gracefully", not death by signal.
+  const lifecycle = new Lifecycle();
   let switchyard: Switchyard;
   try {
     switchyard = await Switchyard.start(config, { logger: rootLogger });
   } catch (err) {
     const code = err instanceof SwitchyardError ? err.code : 'SWY_START_FAILED';
     rootLogger.error({ module: 'server', code, err: describeError(err) }, 'start failed');
-    flushLogs();
+    await flushLogs();
     process.stderr.write(`switchyard: ${describeError(err)}\n`);
     return 1;
   }
-  installSignalHandlers(switchyard);
+  lifecycle.started(switchyard);
   return new Promise<number>(() => {
-    // Runs until a signal; the handlers exit the process.
+    // Runs until a signal; Lifecycle exits the process.
   });
 }
 
-function installSignalHandlers(switchyard: Switchyard): void {
-  let stopping = false;
-  const stop = (signal: NodeJS.Signals) => {
-    if (stopping) {
+/**
+ * SIGTERM/SIGINT: graceful shutdown (drain), then exit 0; a second one closes everything at
+ * once. SIGHUP is logged and ignored: config reload is not implemented yet, and a balancer
+ * must not die because someone expected a reload (nginx and HAProxy reload on SIGHUP).
+ */
+class Lifecycle {
+  private switchyard: Switchyard | undefined;
+  private stopSignal: NodeJS.Signals | undefined;
+
+  constructor() {
+    process.on('SIGTERM', this.onStop);
+    process.on('SIGINT', this.onStop);
+    process.on('SIGHUP', () => rootLogger.warn({ module: 'server', signal: 'SIGHUP' }, 'SIGHUP ignored: config reload is not supported yet (restart to apply a new config)'));
+  }
+
+  started(switchyard: Switchyard): void {
+    this.switchyard = switchyard;
+    if (this.stopSignal !== undefined) this.shutdown(this.stopSignal);
+  }
+
+  private readonly onStop = (signal: NodeJS.Signals): void => {
+    if (this.stopSignal !== undefined) {
       rootLogger.warn({ module: 'server', signal }, `${signal} again: closing everything now`);
-      for (const listener of switchyard.listeners) listener.close();
-      flushLogs();
-      process.exit(0);
+      for (const listener of this.switchyard?.listeners ?? []) listener.close();
+      void exitAfterFlush(0);
+      return;
     }
-    stopping = true;
+    this.stopSignal = signal;
     rootLogger.info({ module: 'server', signal }, `${signal}: shutting down`);
-    switchyard.shutdown().then(
-      () => {
-        flushLogs();
-        process.exit(0);
-      },
+    if (this.switchyard !== undefined) this.shutdown(signal);
+  };
+
+  private shutdown(signal: NodeJS.Signals): void {
+    this.switchyard!.shutdown().then(
+      () => exitAfterFlush(0),
       (err: unknown) => {
-        rootLogger.error({ module: 'server', err: describeError(err) }, 'shutdown failed');
-        flushLogs();
-        process.exit(1);
+        rootLogger.error({ module: 'server', signal, err: describeError(err) }, 'shutdown failed');
+        return exitAfterFlush(1);
       },
     );
-  };
-  process.on('SIGTERM', stop);
-  process.on('SIGINT', stop);
+  }
+}
+
+async function exitAfterFlush(code: number): Promise<never> {
+  await flushLogs();
+  process.exit(code);
 }
 
 function isEntryPoint(): boolean {
@@ -137,8 +161,5 @@ function isEntryPoint(): boolean {
 }
 
 if (isEntryPoint()) {
-  runCli(process.argv.slice(2)).then((code) => {
-    flushLogs();
-    process.exit(code);
-  });
+  runCli(process.argv.slice(2)).then(exitAfterFlush);
 }

@@ -37,6 +37,9 @@ export function formatKeyPath(path: readonly PropertyKey[]): string {
  * durations in ms) or throws ConfigError with every problem and its key path.
  */
 export function validateConfig(document: unknown, file = '<config>'): Config {
+  if (document === null || document === undefined) {
+    throw new ConfigError(file, [{ path: '(file)', message: 'the config is empty: expected at least listeners and pools' }]);
+  }
   const result = configSchema.safeParse(document);
   if (result.success) return result.data;
   const problems: ConfigProblem[] = [];
@@ -63,7 +66,7 @@ export function parseConfigText(text: string, file: string): unknown {
   try {
     return parseYaml(text, { prettyErrors: true, uniqueKeys: true });
   } catch (err) {
-    const message = err instanceof YAMLParseError ? err.message.split('\n')[0]! : String(err);
+    const message = err instanceof YAMLParseError ? err.message.split('\n')[0]!.replace(/:$/, '') : String(err);
     throw new ConfigError(file, [{ path: '(file)', message: `invalid YAML: ${message}` }]);
   }
 }

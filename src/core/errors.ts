@@ -50,6 +50,7 @@ export class SwitchyardError extends Error {
  * short human string for a log line. Never throws.
  */
 export function describeError(err: unknown): string {
+  if (err instanceof SwitchyardError) return err.message;
   if (err instanceof Error) {
     const code = (err as NodeJS.ErrnoException).code;
     return code && !err.message.includes(code) ? `${code} ${err.message}` : err.message;

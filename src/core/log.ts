@@ -31,11 +31,22 @@ const stdoutDestination = pino.destination({ dest: 1, sync: false });
 
 export const rootLogger: Logger = createLogger(stdoutDestination);
 
-/** Flushes buffered stdout log lines synchronously; call right before process.exit. */
-export function flushLogs(): void {
-  try {
-    stdoutDestination.flushSync();
-  } catch {
-    // flushSync throws when the destination has not opened yet, i.e. nothing was written.
-  }
+/**
+ * Waits until every stdout log line written so far has reached the file descriptor (bounded
+ * by `timeoutMs`), so lines are neither lost nor reordered when the process exits right after.
+ */
+export function flushLogs(timeoutMs = 2000): Promise<void> {
+  return new Promise((resolve) => {
+    const timer = setTimeout(resolve, timeoutMs);
+    try {
+      stdoutDestination.flush(() => {
+        clearTimeout(timer);
+        resolve();
+      });
+    } catch {
+      // flush throws when the destination never opened, i.e. nothing was written.
+      clearTimeout(timer);
+      resolve();
+    }
+  });
 }

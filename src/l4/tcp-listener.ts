@@ -91,6 +91,12 @@ export class TcpListener implements Listener {
   }
 
   private readonly onConnection = (socket: Socket): void => {
+    if (socket.remoteAddress === undefined) {
+      // Reset before we handled the accept (haproxy closes its checks this way): nobody to serve.
+      socket.on('error', ignore);
+      socket.destroy();
+      return;
+    }
     const max = this.config.maxConnections;
     if (!this.accepting || (max !== undefined && this.openCount() >= max)) {
       this.counters.rejectedFull++;
@@ -100,10 +106,10 @@ export class TcpListener implements Listener {
       return;
     }
     this.counters.accepted++;
-    const ip = normalizeIp(socket.remoteAddress ?? '');
+    const ip = normalizeIp(socket.remoteAddress);
     const origin: DownstreamOrigin = {
       ip,
-      port: socket.remotePort ?? 0,
+      port: socket.remotePort!,
       localIp: normalizeIp(socket.localAddress ?? ''),
       localPort: socket.localPort ?? 0,
     };
