@@ -1,0 +1,121 @@
+/**
+ * Command-line flags of `npm run bench -- ...`. Pure: argv in, options or an error sentence out.
+ */
+import { ALL_SYSTEMS, type SystemName } from './types.ts';
+
+export interface BenchOptions {
+  quick: boolean;
+  rounds: number;
+  durationSec: number;
+  /** Connections the concurrency scenario aims for (capped later by the fd limit). */
+  connections: number;
+  /** Scenario names to run; empty means all. */
+  only: string[];
+  systems: SystemName[];
+  /** Pin the balancer and the load side to separate CPUs with taskset. */
+  pin: boolean;
+  help: boolean;
+}
+
+/** Defaults: a full run takes about 10 minutes; `--quick` well under a minute. */
+export const FULL_DEFAULTS = { rounds: 5, durationSec: 5, connections: 10_000 };
+// Quick mode's 1,000 connections keep the concurrency scenario to ~1 s per run; wrk and iperf3
+// take whole seconds only, so 4 timed scenarios × 4 systems × 3 rounds already cost 48 s.
+export const QUICK_DEFAULTS = { rounds: 3, durationSec: 1, connections: 1_000 };
+
+export const HELP = `Usage: npm run bench -- [options]
+
+Runs the same load against the upstream directly, Switchyard, HAProxy and nginx (one worker or
+thread each), interleaved round by round, and reports medians, spreads and ratios.
+
+Options:
+  --quick                 3 rounds, 1 s per run, 1,000 concurrency connections (< 60 s in all)
+  --rounds N              rounds (each runs every system once); at least 3 (default 5)
+  --duration S            seconds per wrk/iperf3 run, whole seconds (default 5)
+  --connections N         connections the concurrency scenario holds (default 10000)
+  --only a,b              scenarios to run (default all): tcp-keepalive, tcp-connect,
+                          bulk-1, bulk-4, concurrency
+  --systems a,b           systems to run (default all): direct, switchyard, haproxy, nginx
+  --no-pin                do not pin processes to CPUs with taskset
+  --help                  this text
+
+Results: native-bench/results/<date>-<scenario|all>.md and <date>-ratios.svg, copied to
+latest.md / latest.svg.`;
+
+/**
+ * Parses `argv` (without node and script). `scenarioNames` are the valid `--only` values.
+ * Returns the options, or a sentence naming the bad flag.
+ */
+export function parseBenchArgs(argv: readonly string[], scenarioNames: readonly string[]): BenchOptions | string {
+  const quick = argv.includes('--quick');
+  const defaults = quick ? QUICK_DEFAULTS : FULL_DEFAULTS;
+  const options: BenchOptions = {
+    quick,
+    rounds: defaults.rounds,
+    durationSec: defaults.durationSec,
+    connections: defaults.connections,
+    only: [],
+    systems: [...ALL_SYSTEMS],
+    pin: true,
+    help: false,
+  };
+  for (let i = 0; i < argv.length; i++) {
+    const flag = argv[i];
+    const [name, inlineValue] = flag.includes('=') ? [flag.slice(0, flag.indexOf('=')), flag.slice(flag.indexOf('=') + 1)] : [flag, undefined];
+    const value = (): string | undefined => inlineValue ?? argv[++i];
+    switch (name) {
+      case '--quick':
+        break;
+      case '--help':
+      case '-h':
+        options.help = true;
+        break;
+      case '--no-pin':
+        options.pin = false;
+        break;
+      case '--rounds': {
+        const rounds = Number(value());
+        if (!Number.isInteger(rounds) || rounds < 3 || rounds > 100) return '--rounds needs a whole number from 3 to 100 (interleaving needs at least 3)';
+        options.rounds = rounds;
+        break;
+      }
+      case '--duration': {
+        const seconds = Number(value());
+        if (!Number.isInteger(seconds) || seconds < 1 || seconds > 300) return '--duration needs whole seconds from 1 to 300 (wrk and iperf3 take whole seconds)';
+        options.durationSec = seconds;
+        break;
+      }
+      case '--connections': {
+        const connections = Number(value());
+        if (!Number.isInteger(connections) || connections < 1 || connections > 100_000) return '--connections needs a whole number from 1 to 100000';
+        options.connections = connections;
+        break;
+      }
+      case '--only': {
+        const names = splitList(value());
+        const unknown = names.filter((n) => !scenarioNames.includes(n));
+        if (names.length === 0 || unknown.length > 0) return `--only: unknown scenario ${unknown.join(', ') || '(none given)'}; known: ${scenarioNames.join(', ')}`;
+        options.only = names;
+        break;
+      }
+      case '--systems': {
+        const names = splitList(value());
+        const unknown = names.filter((n) => !(ALL_SYSTEMS as readonly string[]).includes(n));
+        if (names.length === 0 || unknown.length > 0) return `--systems: unknown system ${unknown.join(', ') || '(none given)'}; known: ${ALL_SYSTEMS.join(', ')}`;
+        // Keep the canonical order so tables always read direct, switchyard, haproxy, nginx.
+        options.systems = ALL_SYSTEMS.filter((system) => names.includes(system));
+        break;
+      }
+      default:
+        return `unknown option ${flag} (see --help)`;
+    }
+  }
+  return options;
+}
+
+function splitList(text: string | undefined): string[] {
+  return (text ?? '')
+    .split(',')
+    .map((part) => part.trim())
+    .filter((part) => part.length > 0);
+}
