@@ -30,6 +30,7 @@ export class TcpListener implements Listener {
   private readonly trusted: CidrSet | undefined;
   private readonly context: TcpListenerContext;
   private accepting = true;
+  private idleSweep: NodeJS.Timeout | undefined;
 
   constructor(config: TcpListenerConfig, pool: Pool, deps: { logger: Logger }) {
     this.name = config.name;
@@ -62,6 +63,7 @@ export class TcpListener implements Listener {
       this.server.once('error', onError);
       this.server.listen({ host, port, backlog: 4096 }, () => {
         this.server.off('error', onError);
+        this.startIdleSweep();
         resolve();
       });
     });
@@ -86,8 +88,25 @@ export class TcpListener implements Listener {
 
   close(): void {
     this.stopAccepting();
+    clearInterval(this.idleSweep);
     for (const connection of this.connections) connection.terminate();
     for (const socket of this.handshakes) socket.destroy();
+  }
+
+  /**
+   * `timeouts.idle` for every connection of this listener, by one periodic sweep instead of a
+   * timer per socket refreshed on every chunk. A connection closes between `idle` and about
+   * `idle × 1.2` after its last byte (the sweep period is idle/10, between 10 ms and 1 s).
+   */
+  private startIdleSweep(): void {
+    const idle = this.config.timeouts.idle;
+    if (idle === 0) return;
+    const period = Math.min(1000, Math.max(10, Math.floor(idle / 10)));
+    this.idleSweep = setInterval(() => {
+      const now = Date.now();
+      for (const connection of this.connections) connection.sweepIdle(now, idle);
+    }, period);
+    this.idleSweep.unref();
   }
 
   private readonly onConnection = (socket: Socket): void => {
