@@ -38,7 +38,7 @@ export function formatKeyPath(path: readonly PropertyKey[]): string {
  */
 export function validateConfig(document: unknown, file = '<config>'): Config {
   if (document === null || document === undefined) {
-    throw new ConfigError(file, [{ path: '(file)', message: 'the config is empty: expected at least listeners and pools' }]);
+    throw new ConfigError(file, [{ path: '(top level)', message: 'the config is empty: expected at least listeners and pools' }]);
   }
   const result = configSchema.safeParse(document);
   if (result.success) return result.data;

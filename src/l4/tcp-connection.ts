@@ -1,6 +1,7 @@
 import { connect, type Socket } from 'node:net';
 import type { UpstreamServer } from '../pool/server.ts';
 import { buildProxyHeader } from '../proxy-protocol/build.ts';
+import { normalizeIp } from '../core/address.ts';
 import type { TcpListenerContext } from './tcp-context.ts';
 
 /** How a proxied TCP connection ended; the `end` field of its log line. */
@@ -21,9 +22,12 @@ export type TcpEndReason =
 export interface DownstreamOrigin {
   ip: string;
   port: number;
-  /** The address the client connected to (the listener's, or the PROXY header's destination). */
-  localIp: string;
-  localPort: number;
+  /**
+   * The address the client connected to: the PROXY header's destination, or undefined for
+   * "this socket's local address", read (a getsockname syscall) only when a PROXY header is sent.
+   */
+  localIp?: string;
+  localPort?: number;
 }
 
 /**
@@ -210,7 +214,10 @@ export class TcpConnection {
           buildProxyHeader(version, {
             transport: 'tcp',
             source: { address: c.origin.ip, port: c.origin.port },
-            destination: { address: c.origin.localIp, port: c.origin.localPort },
+            destination: {
+              address: c.origin.localIp ?? normalizeIp(c.downstream.localAddress ?? ''),
+              port: c.origin.localPort ?? c.downstream.localPort ?? 0,
+            },
             uniqueId: Buffer.from(c.id, 'latin1'),
           }),
         );

@@ -129,8 +129,6 @@ export class TcpListener implements Listener {
     const origin: DownstreamOrigin = {
       ip,
       port: socket.remotePort!,
-      localIp: normalizeIp(socket.localAddress ?? ''),
-      localPort: socket.localPort ?? 0,
     };
     if (this.trusted === undefined) {
       this.connections.add(new TcpConnection(this.context, socket, origin, undefined));
