@@ -21,6 +21,7 @@ Signals:
   SIGTERM, SIGINT        stop accepting, let open connections finish for up to
                          shutdown.drainTimeout (default 10s), close the rest, exit 0;
                          a second signal closes everything at once
+  SIGHUP                 logged and ignored (config reload is not implemented yet)
 
 Exit codes: 0 ok, 1 invalid config or start failure (e.g. a port in use), 2 bad usage.
 Docs: README.md (every config key), config/ (examples).`;
