@@ -107,6 +107,98 @@ export function parseHold(stdout: string, probes: ProbeReadings): ParseResult {
   };
 }
 
+/** What udp-client.ts prints on its RESULT line (one mode's fields; see udp-client.ts). */
+interface UdpClientReport {
+  requests?: number;
+  sessions?: number;
+  received?: number;
+  sent?: number;
+  seconds?: number;
+  lost?: number;
+  [field: string]: number | null | undefined;
+}
+
+/**
+ * Reads udp-client.ts output (any mode) plus the balancer CPU time the harness read over the
+ * measured window. Metrics: every number on the RESULT line (`rps`, `sps`, `pps`, `mbps`,
+ * `p50Ms`, `p99Ms`, `lost`, `loss`...), plus, when `probes.cpuSeconds` is there,
+ * `cpuPct` (balancer CPU over the window, % of one core) and `cpuUsPerOp` (balancer CPU µs per
+ * completed request, session or delivered datagram), with `userSeconds`/`systemSeconds` also
+ * `userUsPerOp` and `systemUsPerOp` (the same split into user space and kernel), and
+ * `lossPct`: for request/reply modes
+ * lost ÷ (completed + lost), for blast the share of sent datagrams that never arrived, in %.
+ * An error when there is no RESULT line or nothing completed; a warning when more than 1%
+ * of requests were lost (in blast mode loss is the result, not a warning).
+ */
+export function parseUdpClient(stdout: string, probes: ProbeReadings = {}): ParseResult {
+  const line = /^RESULT (\{.*\})\s*$/m.exec(stdout);
+  if (!line) return { error: `udp-client printed no RESULT line: ${firstLine(stdout)}` };
+  let report: UdpClientReport;
+  try {
+    report = JSON.parse(line[1]) as UdpClientReport;
+  } catch {
+    return { error: `udp-client RESULT line is not JSON: ${line[1].slice(0, 200)}` };
+  }
+  const metrics: Record<string, number> = {};
+  for (const [key, value] of Object.entries(report)) if (typeof value === 'number' && Number.isFinite(value)) metrics[key] = value;
+  const completed = report.requests ?? report.sessions ?? report.received ?? 0;
+  const seconds = report.seconds ?? 0;
+  if (!(completed > 0) || !(seconds > 0)) {
+    const what = report.received !== undefined ? `no datagram reached the upstream (${report.sent ?? 0} sent)` : `no reply received (${report.lost ?? 0} lost)`;
+    return { error: what };
+  }
+  const warnings: string[] = [];
+  if (report.received !== undefined) {
+    if (typeof report.loss === 'number') metrics.lossPct = report.loss * 100;
+  } else {
+    const lost = report.lost ?? 0;
+    metrics.lossPct = (lost / (completed + lost)) * 100;
+    if (lost > completed * 0.01) warnings.push(`udp-client: ${lost} of ${completed + lost} requests lost (no reply within the timeout)`);
+  }
+  if (probes.cpuSeconds !== undefined) {
+    metrics.cpuPct = (probes.cpuSeconds / seconds) * 100;
+    metrics.cpuUsPerOp = (probes.cpuSeconds * 1e6) / completed;
+  }
+  if (probes.userSeconds !== undefined && probes.systemSeconds !== undefined) {
+    metrics.userUsPerOp = (probes.userSeconds * 1e6) / completed;
+    metrics.systemUsPerOp = (probes.systemSeconds * 1e6) / completed;
+  }
+  return { metrics, warnings };
+}
+
+/**
+ * The CPU time of one process from the text of /proc/<pid>/stat: utime + stime (fields 14
+ * and 15, counted after the parenthesised command name, which may contain spaces), in clock
+ * ticks. Undefined for text that does not parse.
+ */
+export function parseStatCpuTicks(stat: string): number | undefined {
+  const split = parseStatUserSystemTicks(stat);
+  return split === undefined ? undefined : split.user + split.system;
+}
+
+/** utime and stime (fields 14 and 15) of a /proc/<pid>/stat text, in clock ticks; undefined when it does not parse. */
+export function parseStatUserSystemTicks(stat: string): { user: number; system: number } | undefined {
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  const user = Number(fields[11]);
+  const system = Number(fields[12]);
+  return Number.isFinite(user) && Number.isFinite(system) && fields.length > 12 ? { user, system } : undefined;
+}
+
+/**
+ * Whether the text of /proc/net/udp (or udp6) lists a socket bound to `host`:`port`, IPv4.
+ * The kernel prints the local address as little-endian hex, `0100007F:1F90` for 127.0.0.1:8080.
+ */
+export function udpBound(procNetUdp: string, host: string, port: number): boolean {
+  const octets = host.split('.').map(Number);
+  const address = octets
+    .reverse()
+    .map((octet) => octet.toString(16).padStart(2, '0'))
+    .join('')
+    .toUpperCase();
+  const local = `${address}:${port.toString(16).toUpperCase().padStart(4, '0')}`;
+  return procNetUdp.split('\n').some((row) => row.trim().split(/\s+/)[1] === local);
+}
+
 /** VmRSS from the text of /proc/<pid>/status, in bytes; undefined when absent (e.g. a zombie). */
 export function parseVmRss(status: string): number | undefined {
   const match = /^VmRSS:\s+(\d+)\s+kB/m.exec(status);

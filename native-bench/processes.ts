@@ -13,7 +13,7 @@ import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { openSync, closeSync, readdirSync, readFileSync, readlinkSync } from 'node:fs';
 import { connect } from 'node:net';
 import { basename } from 'node:path';
-import { parseVmRss } from './parse.ts';
+import { parseStatCpuTicks, parseStatUserSystemTicks, parseVmRss, udpBound } from './parse.ts';
 import type { Endpoint } from './types.ts';
 
 export interface LaunchSpec {
@@ -179,6 +179,91 @@ export async function waitForPort(endpoint: Endpoint, timeoutMs: number, launche
     await sleep(25);
   }
   return `${launched.name} did not accept connections on ${endpoint.host}:${endpoint.port} within ${timeoutMs} ms: ${outputTail(launched, logFile)}`;
+}
+
+/**
+ * Resolves once a UDP socket is bound to `endpoint` (as /proc/net/udp lists it), or with a
+ * reason once `timeoutMs` passes or `launched` exits first. Readiness without sending a
+ * datagram: nothing is created in the balancer (no session) and nothing needs to answer.
+ */
+export async function waitForUdpBound(endpoint: Endpoint, timeoutMs: number, launched: Launched, logFile?: string): Promise<true | string> {
+  const deadline = performance.now() + timeoutMs;
+  while (performance.now() < deadline) {
+    if (launched.exit !== undefined) {
+      return `${launched.name} exited (${launched.exit.signal ?? `code ${launched.exit.code}`}) before binding: ${outputTail(launched, logFile)}`;
+    }
+    try {
+      if (udpBound(readFileSync('/proc/net/udp', 'utf8'), endpoint.host, endpoint.port)) return true;
+    } catch {
+      return 'cannot read /proc/net/udp to see whether it is bound';
+    }
+    await sleep(25);
+  }
+  return `${launched.name} did not bind udp ${endpoint.host}:${endpoint.port} within ${timeoutMs} ms: ${outputTail(launched, logFile)}`;
+}
+
+/** Clock ticks per second of /proc/<pid>/stat times (`getconf CLK_TCK`; 100 on Linux). */
+let clockTicks: number | undefined;
+function ticksPerSecond(): number {
+  if (clockTicks === undefined) {
+    const text = spawnSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).stdout?.trim() ?? '';
+    clockTicks = /^\d+$/.test(text) ? Number(text) : 100;
+  }
+  return clockTicks;
+}
+
+/**
+ * CPU time used so far by `pid` and all its descendants, in seconds: the sum over their
+ * threads of /proc/<pid>/task/<tid>/schedstat (nanoseconds on the CPU), or where that is
+ * missing, utime + stime from /proc/<pid>/stat (10 ms ticks). Undefined when `pid` is gone.
+ */
+export function treeCpuSeconds(pid: number): number | undefined {
+  let seconds = 0;
+  for (const member of processTree(pid)) {
+    const own = processCpuSeconds(member);
+    if (own === undefined && member === pid) return undefined;
+    seconds += own ?? 0;
+  }
+  return seconds;
+}
+
+/**
+ * User-space and kernel CPU time used so far by `pid` and its descendants, in seconds
+ * (utime and stime of /proc/<pid>/stat, 10 ms ticks). Undefined when `pid` is gone.
+ */
+export function treeUserSystemSeconds(pid: number): { user: number; system: number } | undefined {
+  let user = 0;
+  let system = 0;
+  for (const member of processTree(pid)) {
+    let split: { user: number; system: number } | undefined;
+    try {
+      split = parseStatUserSystemTicks(readFileSync(`/proc/${member}/stat`, 'utf8'));
+    } catch {
+      split = undefined;
+    }
+    if (split === undefined && member === pid) return undefined;
+    user += split?.user ?? 0;
+    system += split?.system ?? 0;
+  }
+  return { user: user / ticksPerSecond(), system: system / ticksPerSecond() };
+}
+
+function processCpuSeconds(pid: number): number | undefined {
+  try {
+    let nanoseconds = 0;
+    for (const task of readdirSync(`/proc/${pid}/task`)) {
+      nanoseconds += Number(readFileSync(`/proc/${pid}/task/${task}/schedstat`, 'utf8').split(' ')[0]) || 0;
+    }
+    return nanoseconds / 1e9;
+  } catch {
+    // No schedstat (kernel without CONFIG_SCHED_INFO), or the process is exiting.
+  }
+  try {
+    const ticks = parseStatCpuTicks(readFileSync(`/proc/${pid}/stat`, 'utf8'));
+    return ticks === undefined ? undefined : ticks / ticksPerSecond();
+  } catch {
+    return undefined;
+  }
 }
 
 function canConnect(endpoint: Endpoint): Promise<boolean> {

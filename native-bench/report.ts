@@ -1,22 +1,39 @@
 /**
- * Turns results into the markdown report and the SVG chart of ratios to HAProxy. Pure: data in,
- * text out (tested in test/unit/bench-report.test.ts); run.ts writes the files.
+ * Turns results into the markdown report and the SVG chart of ratios to each scenario's
+ * reference system (HAProxy; nginx for UDP, which HAProxy cannot proxy). Pure: data in, text
+ * out (tested in test/unit/bench-report.test.ts); run.ts writes the files.
  */
 import { metricByRound, pairedDifference, pairedRatio, summarizeMetric, type Summary } from './stats.ts';
-import type { MetricSpec, ScenarioResult, SystemName, SystemRuns } from './types.ts';
+import type { BalancerName, MetricSpec, Scenario, ScenarioResult, SystemName, SystemRuns } from './types.ts';
+
+const SYSTEM_LABELS: Record<SystemName, string> = { direct: 'direct', switchyard: 'Switchyard', haproxy: 'HAProxy', nginx: 'nginx' };
+
+/** The system a scenario's ratios divide by: `scenario.reference`, HAProxy by default. */
+export function referenceOf(scenario: Scenario): BalancerName {
+  return scenario.reference ?? 'haproxy';
+}
+
+/** `× HAProxy`, `× nginx`: the header of a scenario's ratio column. */
+export function ratioLabel(scenario: Scenario): string {
+  return `× ${SYSTEM_LABELS[referenceOf(scenario)]}`;
+}
 
 /** One system's line in a scenario's table. */
 export interface ReportRow {
   system: SystemName;
   unavailable?: string;
+  /** With `unavailable`: the system cannot do this at all (the report says n/a). */
+  notApplicable?: boolean;
   runsOk: number;
   runsTotal: number;
   primary?: Summary;
-  /** Median over rounds of value / HAProxy's value in the same round. */
-  vsHaproxy?: number;
+  /** Median over rounds of value / the reference system's value in the same round. */
+  vsReference?: number;
   /** Median over rounds of value / direct's value in the same round. */
   vsDirect?: number;
   secondary: (number | undefined)[];
+  /** Per secondary metric with `compare`: the paired ratio to the reference system; else undefined. */
+  secondaryVsReference: (number | undefined)[];
   /** Median over rounds of value − direct's value, per `scenario.addedOverDirect`. */
   addedOverDirect: (number | undefined)[];
   /** Failed runs' reasons and runs' warnings, deduplicated. */
@@ -25,7 +42,7 @@ export interface ReportRow {
 
 /**
  * The rows of one scenario's table, in the order of `result.systems`. Ratios pair runs by round
- * (see stats.ts); a system without a HAProxy (or direct) row in the result gets no such ratio.
+ * (see stats.ts); without a reference (or direct) row in the result there is no such ratio.
  */
 export function scenarioRows(result: ScenarioResult): ReportRow[] {
   const { scenario } = result;
@@ -34,7 +51,8 @@ export function scenarioRows(result: ScenarioResult): ReportRow[] {
     const entry = byName.get(name);
     return entry && entry.unavailable === undefined ? metricByRound(entry.runs, key) : undefined;
   };
-  const haproxy = reference('haproxy', scenario.primary.key);
+  const referenceName = referenceOf(scenario);
+  const referenceValues = reference(referenceName, scenario.primary.key);
   const direct = reference('direct', scenario.primary.key);
   return result.systems.map((entry: SystemRuns): ReportRow => {
     const problems = new Set<string>();
@@ -45,18 +63,25 @@ export function scenarioRows(result: ScenarioResult): ReportRow[] {
     const row: ReportRow = {
       system: entry.system,
       unavailable: entry.unavailable,
+      notApplicable: entry.notApplicable,
       runsOk: entry.runs.filter((run) => run.ok).length,
       runsTotal: entry.runs.length,
       secondary: [],
+      secondaryVsReference: [],
       addedOverDirect: [],
       problems: [...problems],
     };
     if (entry.unavailable !== undefined) return row;
     const own = metricByRound(entry.runs, scenario.primary.key);
     row.primary = summarizeMetric(entry.runs, scenario.primary.key);
-    row.vsHaproxy = haproxy ? pairedRatio(own, haproxy) : undefined;
+    row.vsReference = referenceValues ? pairedRatio(own, referenceValues) : undefined;
     row.vsDirect = direct ? pairedRatio(own, direct) : undefined;
     row.secondary = scenario.secondary.map((metric) => summarizeMetric(entry.runs, metric.key)?.median);
+    row.secondaryVsReference = scenario.secondary.map((metric) => {
+      if (!metric.compare) return undefined;
+      const referenceMetric = reference(referenceName, metric.key);
+      return referenceMetric ? pairedRatio(metricByRound(entry.runs, metric.key), referenceMetric) : undefined;
+    });
     row.addedOverDirect = (scenario.addedOverDirect ?? []).map((metric) => {
       const directValues = reference('direct', metric.key);
       return directValues ? pairedDifference(metricByRound(entry.runs, metric.key), directValues) : undefined;
@@ -84,6 +109,11 @@ function escapeCell(text: string): string {
   return text.replace(/\|/g, '\\|').replace(/\n/g, ' ');
 }
 
+/** The first cell after the system's name for a system that did not run: n/a or not available. */
+function unavailableCell(row: ReportRow): string {
+  return row.notApplicable ? `n/a: ${escapeCell(row.unavailable ?? '')}` : `not available (${escapeCell(row.unavailable ?? '')})`;
+}
+
 /** The markdown table (header, separator, rows) for one scenario. */
 export function scenarioTable(result: ScenarioResult): string {
   const { scenario } = result;
@@ -92,16 +122,18 @@ export function scenarioTable(result: ScenarioResult): string {
     'system',
     `${scenario.primary.label} ${arrow(scenario.primary)} (median)`,
     'min–max',
-    '× HAProxy',
+    ratioLabel(scenario),
     '× direct',
-    ...scenario.secondary.map((metric) => metric.label),
+    ...scenario.secondary.flatMap((metric) =>
+      metric.compare ? [`${metric.label} ${arrow(metric)}`, `${metric.label} ${ratioLabel(scenario)}`] : [metric.label],
+    ),
     ...(scenario.addedOverDirect ?? []).map((metric) => metric.label),
     'runs ok',
   ];
   const lines = [`| ${headers.join(' | ')} |`, `|${headers.map((_, i) => (i === 0 ? '---' : '---:')).join('|')}|`];
   for (const row of rows) {
     if (row.unavailable !== undefined) {
-      lines.push(`| ${row.system} | not available (${escapeCell(row.unavailable)}) |${' |'.repeat(headers.length - 2)}`);
+      lines.push(`| ${row.system} | ${unavailableCell(row)} |${' |'.repeat(headers.length - 2)}`);
       continue;
     }
     const digits = scenario.primary.digits;
@@ -109,9 +141,13 @@ export function scenarioTable(result: ScenarioResult): string {
       row.system,
       formatNumber(row.primary?.median, digits),
       row.primary ? `${formatNumber(row.primary.min, digits)}–${formatNumber(row.primary.max, digits)}` : '–',
-      formatRatio(row.vsHaproxy),
+      formatRatio(row.vsReference),
       formatRatio(row.vsDirect),
-      ...row.secondary.map((value, i) => formatNumber(value, scenario.secondary[i].digits)),
+      ...row.secondary.flatMap((value, i) => {
+        const metric = scenario.secondary[i];
+        const median = formatNumber(value, metric.digits);
+        return metric.compare ? [median, formatRatio(row.secondaryVsReference[i])] : [median];
+      }),
       ...row.addedOverDirect.map((value, i) => formatNumber(value, (scenario.addedOverDirect ?? [])[i].digits)),
       `${row.runsOk}/${row.runsTotal}`,
     ];
@@ -144,23 +180,28 @@ export function renderMarkdown(input: ReportInput): string {
   out.push('| machine | |', '|---|---|', ...input.machine.map(([label, value]) => `| ${label} | ${escapeCell(value)} |`), '');
   out.push(
     'Read the ratios as: **× HAProxy** = this system’s value ÷ HAProxy’s value in the same round, median over rounds ' +
-      '(likewise **× direct**, against the upstream without a balancer). ↑ means higher is better, ↓ lower is better, ' +
-      'so for ↓ metrics a ratio below 1 is the better result. min–max is the spread of the per-run values.',
+      '(likewise **× nginx** for the UDP scenarios, which HAProxy cannot proxy, and **× direct**, against the upstream ' +
+      'without a balancer). ↑ means higher is better, ↓ lower is better, so for ↓ metrics a ratio below 1 is the better ' +
+      'result. min–max is the spread of the per-run values.',
     '',
   );
 
-  out.push('## Summary: ratio to HAProxy (primary metric)', '');
+  out.push('## Summary: ratio to the reference system', '');
   const systems = input.results[0]?.systems.map((entry) => entry.system) ?? [];
-  out.push(`| scenario | metric | ${systems.join(' | ')} |`, `|---|---|${systems.map(() => '---:').join('|')}|`);
+  out.push(`| scenario | metric | ratio | ${systems.join(' | ')} |`, `|---|---|---|${systems.map(() => '---:').join('|')}|`);
   for (const result of input.results) {
+    const { scenario } = result;
     const rows = new Map(scenarioRows(result).map((row) => [row.system, row]));
-    const cells = systems.map((system) => {
-      const row = rows.get(system);
-      if (!row) return 'n/a';
-      if (row.unavailable !== undefined) return 'n/a';
-      return formatRatio(row.vsHaproxy);
+    const cells = (ratio: (row: ReportRow) => number | undefined) =>
+      systems.map((system) => {
+        const row = rows.get(system);
+        return row === undefined || row.unavailable !== undefined ? 'n/a' : formatRatio(ratio(row));
+      });
+    out.push(`| ${scenario.name} | ${scenario.primary.label} ${arrow(scenario.primary)} | ${ratioLabel(scenario)} | ${cells((row) => row.vsReference).join(' | ')} |`);
+    scenario.secondary.forEach((metric, i) => {
+      if (!metric.compare) return;
+      out.push(`| ${scenario.name} | ${metric.label} ${arrow(metric)} | ${ratioLabel(scenario)} | ${cells((row) => row.secondaryVsReference[i]).join(' | ')} |`);
     });
-    out.push(`| ${result.scenario.name} | ${result.scenario.primary.label} ${arrow(result.scenario.primary)} | ${cells.join(' | ')} |`);
   }
   out.push('');
 
@@ -191,8 +232,9 @@ function escapeXml(text: string): string {
 }
 
 /**
- * A horizontal bar chart of each system's ratio to HAProxy, one group per scenario, with a
- * dashed line at 1.0 (HAProxy itself). Hand-written SVG, no dependency.
+ * A horizontal bar chart of each system's ratio to the scenario's reference system (HAProxy,
+ * or nginx for UDP), one group per scenario, with a dashed line at 1.0 (the reference itself).
+ * Hand-written SVG, no dependency.
  */
 export function renderRatioSvg(input: ReportInput): string {
   const width = 760;
@@ -210,10 +252,13 @@ export function renderRatioSvg(input: ReportInput): string {
     note?: string;
   }
   const groups = input.results.map((result) => ({
-    title: `${result.scenario.name}: ${result.scenario.primary.label} ${arrow(result.scenario.primary)}`,
+    title: `${result.scenario.name}: ${result.scenario.primary.label} ${arrow(result.scenario.primary)}, ${ratioLabel(result.scenario)}`,
     bars: scenarioRows(result)
-      .filter((row) => row.system !== 'haproxy')
-      .map((row): Bar => (row.unavailable !== undefined ? { system: row.system, note: 'not available' } : { system: row.system, ratio: row.vsHaproxy })),
+      .filter((row) => row.system !== referenceOf(result.scenario))
+      .map(
+        (row): Bar =>
+          row.unavailable !== undefined ? { system: row.system, note: row.notApplicable ? 'n/a' : 'not available' } : { system: row.system, ratio: row.vsReference },
+      ),
   }));
   // The axis stops at 3×: direct is often several times HAProxy (bulk on loopback) and would
   // squash every other bar. Longer bars are cut at the edge and keep their true value as label.
@@ -244,11 +289,11 @@ export function renderRatioSvg(input: ReportInput): string {
   return [
     `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" viewBox="0 0 ${width} ${height}" font-family="sans-serif" font-size="12">`,
     `<rect width="${width}" height="${height}" fill="#fff"/>`,
-    `<text x="10" y="20" font-size="15" font-weight="bold">Ratio to HAProxy (dashed line = HAProxy = 1.0) — ${escapeXml(input.date)}</text>`,
-    `<text x="10" y="38" fill="#555">${escapeXml(input.mode.split(';')[0])}</text>`,
-    '<text x="10" y="56" fill="#555">Bar = median over rounds of value ÷ HAProxy value. ↑ higher is better, ↓ lower is better; ▸ bar cut at the axis end.</text>',
+    `<text x="10" y="20" font-size="15" font-weight="bold">Ratio to the reference system (dashed line = 1.0) — ${escapeXml(input.date)}</text>`,
+    `<text x="10" y="38" fill="#555">${escapeXml(input.mode.split(';')[0])}; reference: HAProxy for TCP, nginx for UDP</text>`,
+    '<text x="10" y="56" fill="#555">Bar = median over rounds of value ÷ reference value. ↑ higher is better, ↓ lower is better; ▸ bar cut at the axis end.</text>',
     ...body,
-    `<line x1="${one}" y1="${top - 4}" x2="${one}" y2="${height - 10}" stroke="${SYSTEM_COLOURS.haproxy}" stroke-dasharray="4 3"/>`,
+    `<line x1="${one}" y1="${top - 4}" x2="${one}" y2="${height - 10}" stroke="#555" stroke-dasharray="4 3"/>`,
     '</svg>',
     '',
   ].join('\n');

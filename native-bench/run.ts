@@ -5,17 +5,32 @@
  * native-bench/results/.
  */
 import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, unlinkSync, writeFileSync } from 'node:fs';
+import { createSocket } from 'node:dgram';
 import { createServer, connect, type AddressInfo } from 'node:net';
 import { availableParallelism, loadavg } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { HELP, parseBenchArgs, type BenchOptions } from './cli-args.ts';
+import { HELP, parseBenchArgs, selectScenarios, type BenchOptions } from './cli-args.ts';
 import { describeMachine, ensureTools, hardNofileLimit, hasBinary, nginxStream } from './machine.ts';
-import { findLeftovers, killLeftovers, outputTail, pinTree, ProcessRegistry, sleep, treeRssBytes, waitForPort, type Launched } from './processes.ts';
-import { renderMarkdown, renderRatioSvg, scenarioRows, formatNumber, formatRatio } from './report.ts';
+import {
+  findLeftovers,
+  killLeftovers,
+  outputTail,
+  pinTree,
+  ProcessRegistry,
+  sleep,
+  treeCpuSeconds,
+  treeRssBytes,
+  treeUserSystemSeconds,
+  waitForPort,
+  waitForUdpBound,
+  type Launched,
+} from './processes.ts';
+import { renderProfileSummary, summarizeCpuProfile } from './profile.ts';
+import { renderMarkdown, renderRatioSvg, scenarioRows, formatNumber, formatRatio, ratioLabel } from './report.ts';
 import { SCENARIOS } from './scenarios.ts';
-import { connectionCapacity, planBalancer, type BalancerEnvironment, type BalancerSetup } from './systems.ts';
-import { planUpstream } from './upstreams.ts';
+import { balancerSupports, connectionCapacity, planBalancer, type BalancerEnvironment, type BalancerSetup } from './systems.ts';
+import { planUpstream, type HelperScripts } from './upstreams.ts';
 import type { BalancerName, Endpoint, LoadSettings, ProbeReadings, RunOutcome, Scenario, ScenarioResult, SystemName, SystemRuns, UpstreamKind } from './types.ts';
 
 const benchDir = dirname(fileURLToPath(import.meta.url));
@@ -23,15 +38,31 @@ const repoRoot = dirname(benchDir);
 const workRoot = join(benchDir, '.work');
 const resultsDir = join(benchDir, 'results');
 const lockFile = join(workRoot, 'lock');
+/** Where `--profile` makes Switchyard write its .cpuprofile files (kept after the run). */
+const profileDir = join(workRoot, 'prof');
+const helpers: HelperScripts = { nodePath: process.execPath, benchDir };
+// Every Node child (Switchyard, the UDP loads and sink, conn-client) inherits this: Node then
+// keeps the type-stripped, compiled modules on disk, which cuts ~0.1 s from every start of a
+// UDP load (and from Switchyard's boot). Start-up only: nothing measured runs differently.
+process.env.NODE_COMPILE_CACHE = join(workRoot, 'compile-cache');
 const LOOPBACK = '127.0.0.1';
 
 /** CPU placement on a machine with at least two cores: balancer alone on one, load side on the other. */
 const BALANCER_CPU = '1';
 const LOAD_CPU = '0';
-/** Pause between runs so sockets in TIME_WAIT and CPU frequency settle a little. */
+/**
+ * Pause between runs so sockets in TIME_WAIT and CPU frequency settle a little. Quick mode
+ * skips it: 70 runs × 10 ms would be a second of its 60 s budget.
+ */
 const BETWEEN_RUNS_MS = 10;
 /** After a balancer accepts connections, before it is measured. */
 const STARTUP_SETTLE_MS = 100;
+/**
+ * Full runs give every balancer one unrecorded run of this many seconds before round 1, so
+ * that round 1 does not measure start-up effects (Node's JIT needs a second or so of traffic
+ * before Switchyard's hot paths are optimised; nginx and HAProxy warm their caches).
+ */
+const WARM_UP_RUN_SEC = 1;
 /** After the concurrency load holds its connections, before RSS is read. */
 const HOLD_SETTLE_MS = 100;
 
@@ -56,7 +87,7 @@ if (options.help) {
   process.exit(0);
 }
 
-const scenarios = SCENARIOS.filter((scenario) => options.only.length === 0 || options.only.includes(scenario.name));
+const scenarios = selectScenarios(SCENARIOS, options);
 const balancers = options.systems.filter((system): system is BalancerName => system !== 'direct');
 
 mkdirSync(workRoot, { recursive: true });
@@ -74,8 +105,12 @@ mkdirSync(workDir, { recursive: true });
 
 const neededBinaries = new Set<string>();
 for (const scenario of scenarios) {
-  neededBinaries.add(planUpstream(scenario.upstream, { host: LOOPBACK, port: 1 }, 1024, workDir).binary);
-  const program = scenario.load.command({ host: LOOPBACK, port: 1 }, { durationSec: 1, connections: 1, workDir, benchDir, nodePath: process.execPath })[0];
+  const upstreamBinary = planUpstream(scenario.upstream, { host: LOOPBACK, port: 1 }, 1024, workDir, helpers).binary;
+  if (!upstreamBinary.startsWith('/')) neededBinaries.add(upstreamBinary);
+  // Only the program name matters here; the settings are placeholders.
+  const placeholder = { host: LOOPBACK, port: 1 };
+  const settings = { durationSec: 1, udpSeconds: 1, udpWarmupMs: 0, upstream: placeholder, connections: 1, workDir, benchDir, nodePath: process.execPath };
+  const program = scenario.load.command(placeholder, settings)[0];
   if (!program.startsWith('/')) neededBinaries.add(program);
 }
 for (const balancer of balancers) if (balancer !== 'switchyard') neededBinaries.add(balancer);
@@ -143,7 +178,16 @@ async function main(): Promise<void> {
     ? `balancers on CPU ${BALANCER_CPU}; load generators and upstreams on CPU ${LOAD_CPU} (taskset). Each balancer has a core to itself; the direct row is what the load side alone reaches on its core, the ceiling.`
     : `no pinning (${options.pin ? (cores < 2 ? 'fewer than 2 cores' : 'taskset not found') : '--no-pin'}): the scheduler places balancer, load and upstream.`;
   const holds = scenarios.some((scenario) => scenario.load.holdUntilSampled);
-  const mode = `${options.quick ? 'quick' : 'full'}: ${options.rounds} rounds, ${options.durationSec} s per wrk/iperf3 run${holds ? `, ${formatNumber(connections, 0)} held connections` : ''}; systems ${options.systems.join(', ')}`;
+  const udp = scenarios.some((scenario) => scenario.listener === 'udp');
+  const mode =
+    `${options.quick ? 'quick' : 'full'}: ${options.rounds} rounds, ${options.durationSec} s per wrk/iperf3 run` +
+    `${udp ? `, ${options.udpSeconds} s measured per UDP run after ${options.udpWarmupMs} ms of warm-up` : ''}` +
+    `${holds ? `, ${formatNumber(connections, 0)} held connections` : ''}; systems ${options.systems.join(', ')}` +
+    `${options.profile ? '; Switchyard under --cpu-prof (its numbers include the profiler)' : ''}`;
+  if (options.profile) {
+    rmSync(profileDir, { recursive: true, force: true });
+    mkdirSync(profileDir, { recursive: true });
+  }
   log(`native-bench: ${mode}`);
   log(`native-bench: ${placement}`);
   log(`native-bench: work dir ${workDir}`);
@@ -165,12 +209,12 @@ async function main(): Promise<void> {
     if (scenario.freshBalancerPerRun) {
       const sets: Map<BalancerName, BalancerSlot>[] = [];
       for (let round = 1; round <= options.rounds; round++) {
-        sets.push(await createSlots(`${scenario.name}-r${round}`, scenario.listener, upstream));
+        sets.push(await createSlots(`${scenario.name}-r${round}`, scenario, upstream));
       }
       plans.set(scenario, sets);
     } else {
       const key = balancerSetKey(scenario);
-      if (!sharedSets.has(key)) sharedSets.set(key, await createSlots(key.replace(/[^a-z0-9]+/g, '-'), scenario.listener, upstream));
+      if (!sharedSets.has(key)) sharedSets.set(key, await createSlots(key.replace(/[^a-z0-9]+/g, '-').replace(/-+$/, ''), scenario, upstream));
       plans.set(scenario, [sharedSets.get(key)!]);
     }
   }
@@ -200,6 +244,8 @@ async function main(): Promise<void> {
     globalNotes.push('No stray processes after the run (checked /proc for anything started under the work dir).');
   }
 
+  const profiles = options.profile ? summarizeProfiles() : [];
+
   globalNotes.push(
     `1-minute load average ${loadAtStart.toFixed(2)} at the start, ${loadavg()[0].toFixed(2)} at the end (the harness itself keeps about 1–2 busy while it runs; more means other processes competed).`,
   );
@@ -215,7 +261,7 @@ async function main(): Promise<void> {
     notes: globalNotes,
     elapsedSec,
   };
-  const markdown = renderMarkdown(input);
+  const markdown = renderMarkdown(input) + (profiles.length > 0 ? `\n## Switchyard CPU profile (--profile)\n\n${profiles.join('\n')}` : '');
   const svg = renderRatioSvg(input);
   mkdirSync(resultsDir, { recursive: true });
   // <date>-all.md and <date>-ratios.svg for a run of every scenario; a partial run (--only)
@@ -246,13 +292,22 @@ interface RunningUpstream {
   nextHost: number;
 }
 
-/** Starts the shared upstream of `kind` on CPU LOAD_CPU; returns it or why it failed. */
+/**
+ * Starts the shared upstream of `kind` on CPU LOAD_CPU; returns it or why it failed. An
+ * upstream the load hosts (udp-echo) only gets its port reserved.
+ */
 async function startUpstream(kind: UpstreamKind): Promise<RunningUpstream | string> {
-  const aliases = planUpstream(kind, { host: LOOPBACK, port: 1 }, nofile, workDir).aliases;
-  const endpoint = { host: LOOPBACK, port: await freePortOn(aliases) };
-  const plan = planUpstream(kind, endpoint, nofile, workDir);
+  const probe = planUpstream(kind, { host: LOOPBACK, port: 1 }, nofile, workDir, helpers);
+  const port = probe.transports.includes('udp') ? await freeUdpPort(probe.transports.includes('tcp')) : await freePortOn(probe.aliases);
+  const endpoint = { host: LOOPBACK, port };
+  const plan = planUpstream(kind, endpoint, nofile, workDir, helpers);
+  if (plan.hostedByLoad) {
+    log(`native-bench: upstream ${kind} on ${endpoint.host}:${endpoint.port} (hosted by each load process)`);
+    return { endpoint, hosts: [endpoint.host], nextHost: 0 };
+  }
   if (plan.configFile !== undefined && plan.configText !== undefined) writeFileSync(plan.configFile, plan.configText);
   const launched = registry.launch({ name: `upstream ${kind}`, argv: plan.argv, cwd: plan.cwd, cpus: LOAD_CPU, logFile: plan.logFile });
+  // Every upstream that runs as a process accepts TCP once ready (udp-sink: its counters).
   const ready = await waitForPort(endpoint, 5_000, launched, plan.logFile);
   if (ready !== true) {
     log(`native-bench: upstream ${kind} failed: ${ready}`);
@@ -279,6 +334,8 @@ interface BalancerSlot {
   name: BalancerName;
   setup: BalancerSetup;
   unavailable?: string;
+  /** With `unavailable`: the balancer cannot do this at all (HAProxy and UDP). */
+  notApplicable?: boolean;
   /** Why this round's start failed (fresh-per-run scenarios, rounds after the first). */
   startError?: string;
   running?: RunningBalancer;
@@ -312,8 +369,22 @@ async function runScenario(scenario: Scenario, upstream: Endpoint | string, roun
   for (const slot of roundSets[0]?.values() ?? []) {
     if (slot.unavailable === undefined) continue;
     const entry = runs.get(slot.name);
-    if (entry) entry.unavailable = slot.unavailable;
-    log(`   ${slot.name}: not available (${slot.unavailable})`);
+    if (entry) {
+      entry.unavailable = slot.unavailable;
+      entry.notApplicable = slot.notApplicable;
+    }
+    log(`   ${slot.name}: ${slot.notApplicable ? 'n/a' : 'not available'} (${slot.unavailable})`);
+  }
+
+  if (!options.quick && !scenario.freshBalancerPerRun) {
+    for (const slot of roundSets[0]?.values() ?? []) {
+      const running = slot.running;
+      if (stopping || slot.unavailable !== undefined || running === undefined || !systems.includes(slot.name)) continue;
+      const started = performance.now();
+      const warm = await runLoad(scenario, running.listen, running.launched.pid, upstream, scenario.upstream, WARM_UP_RUN_SEC);
+      const took = ((performance.now() - started) / 1000).toFixed(2);
+      log(`   warm-up     ${slot.name.padEnd(10)} ${describeOutcome(scenario, warm)} (not recorded)  [${took} s]`);
+    }
   }
 
   for (let round = 1; round <= options.rounds && !stopping; round++) {
@@ -330,7 +401,7 @@ async function runScenario(scenario: Scenario, upstream: Endpoint | string, roun
       if (slot?.running && scenario.freshBalancerPerRun) backgroundWork.push(stopBalancer(slot));
       const took = ((performance.now() - runStarted) / 1000).toFixed(2);
       log(`   round ${round}/${options.rounds} ${system.padEnd(10)} ${describeOutcome(scenario, outcome)}  [${took} s]`);
-      await sleep(BETWEEN_RUNS_MS);
+      if (!options.quick) await sleep(BETWEEN_RUNS_MS);
     }
   }
 
@@ -338,33 +409,44 @@ async function runScenario(scenario: Scenario, upstream: Endpoint | string, roun
   const result = { scenario, systems: [...runs.values()], notes };
   for (const row of scenarioRows(result)) {
     if (row.unavailable === undefined) {
-      log(`   ${row.system.padEnd(10)} median ${formatNumber(row.primary?.median, scenario.primary.digits)} ${scenario.primary.label}, ×HAProxy ${formatRatio(row.vsHaproxy)}, ×direct ${formatRatio(row.vsDirect)}`);
+      log(
+        `   ${row.system.padEnd(10)} median ${formatNumber(row.primary?.median, scenario.primary.digits)} ${scenario.primary.label}, ${ratioLabel(scenario)} ${formatRatio(row.vsReference)}, ×direct ${formatRatio(row.vsDirect)}`,
+      );
     }
   }
   return result;
 }
 
+/** Scenarios with equal keys share one set of balancer processes (their configs are identical). */
 function balancerSetKey(scenario: Scenario): string {
-  return `${scenario.listener} to ${scenario.upstream}`;
+  const udp = scenario.udpSession;
+  const settings = udp === undefined ? '' : ` timeout ${udp.sessionTimeoutMs ?? 'default'} responses ${udp.responses ?? 'unlimited'}`;
+  return `${scenario.listener} to ${scenario.upstream}${settings}`;
 }
 
 /**
  * One slot per balancer in --systems, each with its own free port and its own upstream address
- * (see HTTP_UPSTREAM_ALIASES); nothing started yet.
+ * (see HTTP_UPSTREAM_ALIASES); nothing started yet. A balancer that cannot proxy the
+ * scenario's protocol at all is marked n/a.
  */
-async function createSlots(tag: string, protocol: Scenario['listener'], upstream: RunningUpstream): Promise<Map<BalancerName, BalancerSlot>> {
+async function createSlots(tag: string, scenario: Scenario, upstream: RunningUpstream): Promise<Map<BalancerName, BalancerSlot>> {
   const slots = new Map<BalancerName, BalancerSlot>();
+  const protocol = scenario.listener;
   for (const name of balancers) {
     const setup: BalancerSetup = {
       tag,
       protocol,
-      listen: { host: LOOPBACK, port: await freePort() },
+      listen: { host: LOOPBACK, port: protocol === 'udp' ? await freeUdpPort(false) : await freePort() },
       upstream: upstreamForBalancers(upstream),
       nofile,
       workDir,
       nginxStreamModule: 'module' in stream ? stream.module : undefined,
+      udp: scenario.udpSession,
+      nodeFlags: options.profile && name === 'switchyard' ? ['--cpu-prof', '--cpu-prof-dir', profileDir, '--cpu-prof-name', `${tag}.cpuprofile`] : undefined,
     };
-    slots.set(name, { name, setup, unavailable: name === 'nginx' && 'missing' in stream ? stream.missing : undefined });
+    const supported = balancerSupports(name, protocol);
+    if (supported !== true) slots.set(name, { name, setup, unavailable: supported, notApplicable: true });
+    else slots.set(name, { name, setup, unavailable: name === 'nginx' && 'missing' in stream ? stream.missing : undefined });
   }
   return slots;
 }
@@ -409,7 +491,7 @@ async function runOnce(scenario: Scenario, system: SystemName, slot: BalancerSlo
 }
 
 async function attempt(scenario: Scenario, system: SystemName, slot: BalancerSlot | undefined, upstream: Endpoint): Promise<RunOutcome> {
-  if (system === 'direct') return runLoad(scenario, upstream, undefined, scenario.upstream);
+  if (system === 'direct') return runLoad(scenario, upstream, undefined, upstream, scenario.upstream);
   if (slot === undefined) return { ok: false, error: `${system} has no balancer slot` };
   if (slot.startError !== undefined) return { ok: false, error: slot.startError };
   const balancer = slot.running;
@@ -417,7 +499,7 @@ async function attempt(scenario: Scenario, system: SystemName, slot: BalancerSlo
   if (balancer.launched.exit !== undefined) {
     return { ok: false, error: `${system} exited: ${outputTail(balancer.launched, balancer.logFile)}` };
   }
-  return runLoad(scenario, balancer.listen, balancer.launched.pid, scenario.upstream);
+  return runLoad(scenario, balancer.listen, balancer.launched.pid, upstream, scenario.upstream);
 }
 
 async function stopBalancer(slot: BalancerSlot): Promise<void> {
@@ -434,7 +516,8 @@ async function startBalancer(slot: BalancerSlot): Promise<RunningBalancer | stri
   // Boots on any core (nothing is measured yet, and Node's start-up is the slowest part of the
   // whole preparation), then moves, threads and child processes alike, to its own core.
   const launched = registry.launch({ name: slot.name, argv: plan.argv, cwd: plan.cwd, logFile: plan.logFile });
-  const ready = await waitForPort(slot.setup.listen, slot.name === 'switchyard' ? 15_000 : 5_000, launched, plan.logFile);
+  const wait = slot.setup.protocol === 'udp' ? waitForUdpBound : waitForPort;
+  const ready = await wait(slot.setup.listen, slot.name === 'switchyard' ? 15_000 : 5_000, launched, plan.logFile);
   if (ready !== true) {
     await registry.stop(launched);
     return `failed to start: ${ready}`;
@@ -449,14 +532,29 @@ async function startBalancer(slot: BalancerSlot): Promise<RunningBalancer | stri
 
 /**
  * Runs the scenario's load command against `target` on LOAD_CPU and parses its output. For a
- * load that holds steady state, reads the balancer's RSS before it starts and while it holds.
+ * load that holds steady state, reads the balancer's RSS before it starts and while it holds;
+ * for one that marks its window, the balancer's CPU time over it.
  */
-async function runLoad(scenario: Scenario, target: Endpoint, balancerPid: number | undefined, upstreamKind: UpstreamKind): Promise<RunOutcome> {
-  const argv = scenario.load.command(target, loadSettings(options.durationSec));
+async function runLoad(
+  scenario: Scenario,
+  target: Endpoint,
+  balancerPid: number | undefined,
+  upstream: Endpoint,
+  upstreamKind: UpstreamKind,
+  /** Seconds for this run instead of --duration (the warm-up run). */
+  seconds?: number,
+): Promise<RunOutcome> {
+  const settings = loadSettings(upstream);
+  if (seconds !== undefined) {
+    settings.durationSec = seconds;
+    settings.udpSeconds = seconds;
+  }
+  const argv = scenario.load.command(target, settings);
   const probes: ProbeReadings = {};
   const hold = scenario.load.holdUntilSampled === true;
   const load = registry.launch({ name: argv[0], argv, cwd: workDir, cpus: LOAD_CPU, stdinPipe: hold });
-  const timeoutMs = hold ? 120_000 : options.durationSec * 1000 + 20_000;
+  if (scenario.load.measuresWindow && balancerPid !== undefined) sampleCpuOverWindow(load, balancerPid, probes);
+  const timeoutMs = hold ? 120_000 : Math.max(options.durationSec, options.udpSeconds + options.udpWarmupMs / 1000) * 1000 + 20_000;
   const timer = setTimeout(() => void registry.stop(load), timeoutMs);
   let exitInBackground = false;
   try {
@@ -532,8 +630,74 @@ function describeOutcome(scenario: Scenario, outcome: RunOutcome): string {
   return `${value} ${scenario.primary.label}${warnings}`;
 }
 
-function loadSettings(durationSec: number): LoadSettings {
-  return { durationSec, connections, workDir, benchDir, nodePath: process.execPath };
+/**
+ * Reads the balancer's CPU time when the load prints `MEASURING` and again at `RESULT`, as
+ * the lines arrive (no polling), into `probes` (total, and split into user and kernel).
+ */
+function sampleCpuOverWindow(load: Launched, balancerPid: number, probes: ProbeReadings): void {
+  let seen = '';
+  let start: number | undefined;
+  let startSplit: { user: number; system: number } | undefined;
+  const onData = (chunk: string) => {
+    seen += chunk;
+    if (start === undefined && /^MEASURING/m.test(seen)) {
+      start = treeCpuSeconds(balancerPid);
+      startSplit = treeUserSystemSeconds(balancerPid);
+    }
+    if (start !== undefined && /^RESULT /m.test(seen)) {
+      const end = treeCpuSeconds(balancerPid);
+      const endSplit = treeUserSystemSeconds(balancerPid);
+      if (end !== undefined) probes.cpuSeconds = end - start;
+      if (startSplit !== undefined && endSplit !== undefined) {
+        probes.userSeconds = endSplit.user - startSplit.user;
+        probes.systemSeconds = endSplit.system - startSplit.system;
+      }
+      load.child.stdout?.off('data', onData);
+    }
+  };
+  load.child.stdout?.on('data', onData);
+}
+
+function loadSettings(upstream: Endpoint): LoadSettings {
+  return {
+    durationSec: options.durationSec,
+    udpSeconds: options.udpSeconds,
+    udpWarmupMs: options.udpWarmupMs,
+    upstream,
+    connections,
+    workDir,
+    benchDir,
+    nodePath: process.execPath,
+  };
+}
+
+/**
+ * The top self-time functions of every profile Switchyard wrote under --profile, as markdown
+ * sections (also printed to stderr). A profile that cannot be read is named with the reason.
+ */
+function summarizeProfiles(): string[] {
+  const sections: string[] = [];
+  let files: string[] = [];
+  try {
+    files = readdirSync(profileDir).filter((file) => file.endsWith('.cpuprofile')).sort();
+  } catch {
+    // No directory: nothing was profiled.
+  }
+  if (files.length === 0) sections.push('No profile was written (did Switchyard run and exit normally?).\n');
+  for (const file of files) {
+    const path = join(profileDir, file);
+    let summary: ReturnType<typeof summarizeCpuProfile>;
+    try {
+      summary = summarizeCpuProfile(JSON.parse(readFileSync(path, 'utf8')), 25, `file://${repoRoot}`);
+    } catch (err) {
+      summary = `cannot read: ${(err as Error).message}`;
+    }
+    const title = `${file.replace(/\.cpuprofile$/, '')} (${path})`;
+    const section = typeof summary === 'string' ? `### ${title}\n\n${summary}\n` : renderProfileSummary(title, summary);
+    sections.push(section);
+    log(`\n${section}`);
+  }
+  return sections;
 }
 
 /** A port that was free on 127.0.0.1 a moment ago (the kernel picks it). */
@@ -546,6 +710,25 @@ function freePort(): Promise<number> {
       server.close(() => resolve(port));
     });
   });
+}
+
+/**
+ * A UDP port that was free on 127.0.0.1 a moment ago (the kernel picks it), and, with
+ * `alsoTcp`, free for TCP too (udp-sink serves its counters on the same port).
+ */
+async function freeUdpPort(alsoTcp: boolean): Promise<number> {
+  for (let attempt = 0; attempt < 10; attempt++) {
+    const port = await new Promise<number>((resolve, reject) => {
+      const socket = createSocket('udp4');
+      socket.once('error', reject);
+      socket.bind(0, LOOPBACK, () => {
+        const { port: bound } = socket.address();
+        socket.close(() => resolve(bound));
+      });
+    });
+    if (!alsoTcp || (await canBind(LOOPBACK, port))) return port;
+  }
+  throw new Error('no port free for both UDP and TCP on 127.0.0.1 after 10 tries');
 }
 
 /** Whether `port` can be bound on `host` right now. */

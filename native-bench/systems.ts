@@ -7,7 +7,7 @@
  * The generators are pure (text out); `planBalancer` adds file names and command lines.
  */
 import { join } from 'node:path';
-import type { BalancerName, Endpoint, ListenerProtocol } from './types.ts';
+import type { BalancerName, Endpoint, ListenerProtocol, UdpSessionSettings } from './types.ts';
 
 export interface BalancerSetup {
   /** Names the config files, e.g. the scenario name. */
@@ -20,7 +20,14 @@ export interface BalancerSetup {
   workDir: string;
   /** nginx: absolute path of ngx_stream_module.so to `load_module`, or undefined when built in. */
   nginxStreamModule?: string;
+  /** UDP listeners: the scenario's session settings (unset: Switchyard's defaults). */
+  udp?: UdpSessionSettings;
+  /** Extra arguments for `node` before the script (Switchyard only), e.g. `--cpu-prof`. */
+  nodeFlags?: string[];
 }
+
+/** Switchyard's default `udp.sessionTimeout`, which nginx gets as `proxy_timeout` when a scenario sets none. */
+export const DEFAULT_UDP_SESSION_TIMEOUT_MS = 30_000;
 
 export interface BalancerEnvironment {
   repoRoot: string;
@@ -31,7 +38,16 @@ export interface BalancerEnvironment {
 
 export type BalancerPlan =
   | { configFile: string; configText: string; argv: string[]; cwd: string; logFile: string }
-  | { unavailable: string };
+  | { unavailable: string; notApplicable?: boolean };
+
+/**
+ * Whether `name` can proxy `protocol` at all: true, or the reason it cannot (the report then
+ * says n/a for it rather than "not available").
+ */
+export function balancerSupports(name: BalancerName, protocol: ListenerProtocol): true | string {
+  if (name === 'haproxy' && protocol !== 'tcp') return 'HAProxy (community edition) has no UDP proxying';
+  return true;
+}
 
 /**
  * Connections a balancer can carry within `nofile` descriptors: each proxied connection holds
@@ -43,7 +59,8 @@ export function connectionCapacity(nofile: number): number {
 
 /** HAProxy 2.x, `mode tcp`, one thread. Returns an `unsupported` reason for UDP (HAProxy CE has no UDP proxy). */
 export function haproxyConfig(setup: BalancerSetup): string | { unsupported: string } {
-  if (setup.protocol !== 'tcp') return { unsupported: 'HAProxy (community edition) has no UDP proxying' };
+  const supported = balancerSupports('haproxy', setup.protocol);
+  if (supported !== true) return { unsupported: supported };
   return [
     'global',
     '  nbthread 1',
@@ -67,8 +84,26 @@ export function haproxyConfig(setup: BalancerSetup): string | { unsupported: str
   ].join('\n');
 }
 
-/** nginx, stream module (L4), `worker_processes 1`, foreground. */
+/**
+ * nginx, stream module (L4), `worker_processes 1`, foreground. UDP (`listen … udp`): sessions
+ * idle out after `proxy_timeout` (the scenario's session timeout, else Switchyard's default
+ * 30 s, so both keep sessions alike), `proxy_responses` only when the scenario sets
+ * `responses` (nginx's default, like Switchyard's, is unlimited replies per session).
+ */
 export function nginxStreamConfig(setup: BalancerSetup): string {
+  const udp = setup.protocol === 'udp';
+  const server = udp
+    ? [
+        `    listen ${setup.listen.host}:${setup.listen.port} udp;`,
+        '    proxy_pass upstream;',
+        `    proxy_timeout ${setup.udp?.sessionTimeoutMs ?? DEFAULT_UDP_SESSION_TIMEOUT_MS}ms;`,
+        ...(setup.udp?.responses === undefined ? [] : [`    proxy_responses ${setup.udp.responses};`]),
+      ]
+    : [`    listen ${setup.listen.host}:${setup.listen.port};`, '    proxy_pass upstream;', '    proxy_connect_timeout 3s;', '    proxy_timeout 1h;'];
+  // TCP: two descriptors and two connection slots per proxied connection. UDP: a session
+  // takes two connection slots (the downstream one shares the listener's socket) but only
+  // one descriptor, its upstream socket.
+  const workerConnections = udp ? 2 * Math.max(1, setup.nofile - 100) : connectionCapacity(setup.nofile) * 2;
   const lines: string[] = [];
   if (setup.nginxStreamModule !== undefined) lines.push(`load_module ${setup.nginxStreamModule};`);
   lines.push(
@@ -79,14 +114,11 @@ export function nginxStreamConfig(setup: BalancerSetup): string {
     // stderr is the .out file the harness shows when a start fails.
     'error_log stderr warn;',
     // worker_connections counts both sides of a proxied connection.
-    `events { worker_connections ${connectionCapacity(setup.nofile) * 2}; }`,
+    `events { worker_connections ${workerConnections}; }`,
     'stream {',
     `  upstream upstream { server ${setup.upstream.host}:${setup.upstream.port}; }`,
     '  server {',
-    `    listen ${setup.listen.host}:${setup.listen.port}${setup.protocol === 'udp' ? ' udp' : ''};`,
-    '    proxy_pass upstream;',
-    '    proxy_connect_timeout 3s;',
-    '    proxy_timeout 1h;',
+    ...server,
     '  }',
     '}',
     '',
@@ -94,8 +126,17 @@ export function nginxStreamConfig(setup: BalancerSetup): string {
   return lines.join('\n');
 }
 
-/** Switchyard, in the format of src/config/schema.ts, logging at `warn`. */
+/**
+ * Switchyard, in the format of src/config/schema.ts, logging at `warn`. A UDP listener gets a
+ * `udp:` block only for what the scenario sets; everything else stays at its defaults.
+ */
 export function switchyardConfig(setup: BalancerSetup): string {
+  const udp: string[] = [];
+  if (setup.protocol === 'udp' && setup.udp !== undefined) {
+    if (setup.udp.sessionTimeoutMs !== undefined) udp.push(`      sessionTimeout: ${setup.udp.sessionTimeoutMs}ms`);
+    if (setup.udp.responses !== undefined) udp.push(`      responses: ${setup.udp.responses}`);
+    if (udp.length > 0) udp.unshift('    udp:');
+  }
   return [
     'log:',
     '  level: warn',
@@ -107,6 +148,7 @@ export function switchyardConfig(setup: BalancerSetup): string {
     `    protocol: ${setup.protocol}`,
     `    bind: ${setup.listen.host}:${setup.listen.port}`,
     '    pool: upstream',
+    ...udp,
     'pools:',
     '  upstream:',
     '    algorithm: round-robin',
@@ -118,8 +160,8 @@ export function switchyardConfig(setup: BalancerSetup): string {
 
 /**
  * The config text, file and command line for balancer `name`, or why it cannot take part.
- * Switchyard runs as `node --experimental-strip-types src/cli.ts --config <file>` from the repo
- * root; HAProxy with `-db` (foreground); nginx with the work dir as prefix, logging to stderr.
+ * Switchyard runs as `node --experimental-strip-types [nodeFlags] src/cli.ts --config <file>`
+ * from the repo root; HAProxy with `-db` (foreground); nginx with the work dir as prefix, logging to stderr.
  */
 export function planBalancer(name: BalancerName, setup: BalancerSetup, environment: BalancerEnvironment): BalancerPlan {
   const base = join(setup.workDir, `${setup.tag}-${name}`);
@@ -127,7 +169,7 @@ export function planBalancer(name: BalancerName, setup: BalancerSetup, environme
   switch (name) {
     case 'haproxy': {
       const config = haproxyConfig(setup);
-      if (typeof config !== 'string') return { unavailable: config.unsupported };
+      if (typeof config !== 'string') return { unavailable: config.unsupported, notApplicable: true };
       const configFile = `${base}.cfg`;
       return { configFile, configText: config, argv: ['haproxy', '-db', '-f', configFile], cwd: setup.workDir, logFile };
     }
@@ -147,7 +189,7 @@ export function planBalancer(name: BalancerName, setup: BalancerSetup, environme
       return {
         configFile,
         configText: switchyardConfig(setup),
-        argv: [environment.nodePath, '--experimental-strip-types', '--no-warnings=ExperimentalWarning', 'src/cli.ts', '--config', configFile],
+        argv: [environment.nodePath, '--experimental-strip-types', '--no-warnings=ExperimentalWarning', ...(setup.nodeFlags ?? []), 'src/cli.ts', '--config', configFile],
         cwd: environment.repoRoot,
         logFile,
       };

@@ -15,14 +15,29 @@ export const ALL_SYSTEMS: readonly SystemName[] = ['direct', 'switchyard', 'hapr
 /** Balancers are the systems under test; `direct` has no process of its own. */
 export type BalancerName = Exclude<SystemName, 'direct'>;
 
-/** What a listener under test speaks. `udp` is ready for the generators; no scenario uses it yet. */
+/** What a listener under test speaks. */
 export type ListenerProtocol = 'tcp' | 'udp';
 
 /**
- * The upstream kinds the harness can start. Every system of a scenario points at the same one.
+ * The upstream kinds. Every system of a scenario points at the same one.
  * `http`: nginx serving `200 ok\n` (worker_processes 1). `iperf3`: `iperf3 -s`.
+ * `udp-echo`: a UDP echo hosted by the load process itself (udp-client.ts `--echo-port`), so
+ * that the load side is one process on its core instead of two (see README, "UDP").
+ * `udp-sink`: udp-upstream.ts counting datagrams, its counters readable over TCP.
  */
-export type UpstreamKind = 'http' | 'iperf3';
+export type UpstreamKind = 'http' | 'iperf3' | 'udp-echo' | 'udp-sink';
+
+/**
+ * UDP session settings a scenario gives every balancer alike (Switchyard `udp.sessionTimeout`
+ * and `udp.responses`, nginx `proxy_timeout` and `proxy_responses`). Unset fields keep
+ * Switchyard's defaults (30 s, unlimited replies); nginx gets the same values explicitly.
+ */
+export interface UdpSessionSettings {
+  /** Idle time after which a session ends, ms. */
+  sessionTimeoutMs?: number;
+  /** Replies after which a session ends (DNS: 1). */
+  responses?: number;
+}
 
 export interface Endpoint {
   host: string;
@@ -43,12 +58,23 @@ export interface MetricSpec {
   better: 'higher' | 'lower';
   /** Digits after the decimal point in the table. */
   digits: number;
+  /**
+   * Also compared to the reference system (a paired-ratio column next to the median, and a
+   * row in the summary), as the primary metric always is.
+   */
+  compare?: boolean;
 }
 
 /** Settings that every load command builder receives. */
 export interface LoadSettings {
   /** Seconds per run for time-bound loads (wrk, iperf3). */
   durationSec: number;
+  /** Seconds measured per run of the UDP loads (udp-client.ts takes fractions). */
+  udpSeconds: number;
+  /** Warm-up before a UDP load's measured window, ms. */
+  udpWarmupMs: number;
+  /** Where the scenario's upstream listens (a load hosting the upstream binds it). */
+  upstream: Endpoint;
   /** Connections the concurrency scenario holds open. */
   connections: number;
   /** Absolute path of the harness's work directory for this invocation. */
@@ -65,6 +91,11 @@ export interface ProbeReadings {
   rssBeforeBytes?: number;
   /** Resident set while the load held its connections, bytes. */
   rssHeldBytes?: number;
+  /** CPU time of the balancer's process tree during the measured window, s (scheduler, ns precision). */
+  cpuSeconds?: number;
+  /** The same window's user-space and kernel CPU time, s (clock ticks: 10 ms resolution). */
+  userSeconds?: number;
+  systemSeconds?: number;
 }
 
 /**
@@ -78,6 +109,12 @@ export interface LoadSpec {
   command(target: Endpoint, settings: LoadSettings): string[];
   parse(stdout: string, probes: ProbeReadings): ParseResult;
   holdUntilSampled?: boolean;
+  /**
+   * The command prints a line starting with `MEASURING` when its measured window opens and
+   * one starting with `RESULT` when it closes; the harness reads the balancer's CPU time at
+   * both (ProbeReadings.cpuSeconds).
+   */
+  measuresWindow?: boolean;
 }
 
 /**
@@ -102,6 +139,15 @@ export interface Scenario {
   freshBalancerPerRun?: boolean;
   /** Extra derived columns comparing each system to direct (e.g. added latency). */
   addedOverDirect?: MetricSpec[];
+  /**
+   * The system the `×` ratios divide by: HAProxy (default), or nginx for UDP, which HAProxy
+   * (community edition) cannot proxy.
+   */
+  reference?: BalancerName;
+  /** UDP session settings every balancer gets for this scenario. */
+  udpSession?: UdpSessionSettings;
+  /** False: `--quick` leaves the scenario out unless `--only` names it. Default true. */
+  inQuick?: boolean;
 }
 
 /** The outcome of one run. */
@@ -112,6 +158,8 @@ export interface SystemRuns {
   system: SystemName;
   /** Set when the system could not take part at all (binary missing, failed to start...). */
   unavailable?: string;
+  /** With `unavailable`: the system cannot do this at all (HAProxy and UDP): the report says n/a. */
+  notApplicable?: boolean;
   runs: RunOutcome[];
 }
 

@@ -1,10 +1,11 @@
 /**
- * The upstreams every system forwards to, one process per kind, shared by all scenarios of an
+ * The upstreams every system forwards to, one per kind, shared by all scenarios of an
  * invocation. They are deliberately fast and simple so that they are not what limits a run:
- * `http` is nginx answering `200 ok\n` from memory, `iperf3` is `iperf3 -s`.
+ * `http` is nginx answering `200 ok\n` from memory, `iperf3` is `iperf3 -s`, `udp-sink` is
+ * udp-upstream.ts counting datagrams. `udp-echo` has no process of its own: each UDP
+ * request/reply load hosts the echo on the upstream's address (see udp-client.ts).
  *
- * To add a kind (a UDP echo for UDP scenarios, say): add it to UpstreamKind in types.ts and a
- * case here.
+ * To add a kind: add it to UpstreamKind in types.ts and a case here.
  */
 import { join } from 'node:path';
 import type { Endpoint, UpstreamKind } from './types.ts';
@@ -22,7 +23,13 @@ export interface UpstreamPlan {
   kind: UpstreamKind;
   /** Hosts it listens on besides `listen.host` (same port); balancers may use any of them. */
   aliases: string[];
-  /** The binary the plan needs on PATH. */
+  /** Ports it needs free on its host (`udp-sink` takes both: datagrams and counters). */
+  transports: ('tcp' | 'udp')[];
+  /**
+   * The load process hosts this upstream (udp-echo): nothing to start, only a port to reserve.
+   * Otherwise the binary it needs on PATH (or an absolute path) and its command line.
+   */
+  hostedByLoad?: boolean;
   binary: string;
   argv: string[];
   cwd: string;
@@ -60,10 +67,40 @@ export function httpUpstreamConfig(listen: Endpoint, nofile: number, workDir: st
   ].join('\n');
 }
 
+/** Where the harness's own helper scripts are and which Node runs them. */
+export interface HelperScripts {
+  nodePath: string;
+  benchDir: string;
+}
+
 /** The command line (and config) that starts an upstream of `kind` on `listen`. */
-export function planUpstream(kind: UpstreamKind, listen: Endpoint, nofile: number, workDir: string): UpstreamPlan {
+export function planUpstream(kind: UpstreamKind, listen: Endpoint, nofile: number, workDir: string, helpers: HelperScripts): UpstreamPlan {
   const logFile = join(workDir, `upstream-${kind}.out`);
   switch (kind) {
+    case 'udp-echo':
+      return { kind, hostedByLoad: true, binary: helpers.nodePath, argv: [], aliases: [], transports: ['udp'], cwd: workDir, logFile };
+    case 'udp-sink':
+      return {
+        kind,
+        binary: helpers.nodePath,
+        argv: [
+          helpers.nodePath,
+          join(helpers.benchDir, 'udp-upstream.ts'),
+          '--mode',
+          'sink',
+          '--host',
+          listen.host,
+          '--port',
+          String(listen.port),
+          '--tag',
+          workDir,
+        ],
+        // No TIME_WAIT in UDP: one address serves every balancer.
+        aliases: [],
+        transports: ['udp', 'tcp'],
+        cwd: workDir,
+        logFile,
+      };
     case 'http': {
       const configFile = join(workDir, 'upstream-http.conf');
       return {
@@ -75,6 +112,7 @@ export function planUpstream(kind: UpstreamKind, listen: Endpoint, nofile: numbe
         configFile,
         configText: httpUpstreamConfig(listen, nofile, workDir, HTTP_UPSTREAM_ALIASES),
         aliases: HTTP_UPSTREAM_ALIASES,
+        transports: ['tcp'],
       };
     }
     case 'iperf3':
@@ -85,6 +123,7 @@ export function planUpstream(kind: UpstreamKind, listen: Endpoint, nofile: numbe
         argv: ['iperf3', '-s', '-B', listen.host, '-p', String(listen.port), '-I', join(workDir, 'upstream-iperf3.pid')],
         // A bulk run opens at most a handful of connections.
         aliases: [],
+        transports: ['tcp'],
         cwd: workDir,
         logFile,
       };

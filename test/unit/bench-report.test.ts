@@ -1,9 +1,30 @@
 import t from 'tap';
 import { median, summarize, pairedRatio, pairedDifference, metricByRound } from '../../native-bench/stats.ts';
-import { parseWrk, parseWrkDuration, parseIperf3, parseHold, parseVmRss } from '../../native-bench/parse.ts';
+import {
+  parseWrk,
+  parseWrkDuration,
+  parseIperf3,
+  parseHold,
+  parseVmRss,
+  parseUdpClient,
+  parseStatCpuTicks,
+  parseStatUserSystemTicks,
+  udpBound,
+} from '../../native-bench/parse.ts';
 import { scenarioRows, scenarioTable, renderMarkdown, renderRatioSvg, formatNumber } from '../../native-bench/report.ts';
-import { haproxyConfig, nginxStreamConfig, switchyardConfig, connectionCapacity, type BalancerSetup } from '../../native-bench/systems.ts';
-import { parseBenchArgs, QUICK_DEFAULTS } from '../../native-bench/cli-args.ts';
+import {
+  haproxyConfig,
+  nginxStreamConfig,
+  switchyardConfig,
+  connectionCapacity,
+  balancerSupports,
+  planBalancer,
+  type BalancerSetup,
+} from '../../native-bench/systems.ts';
+import { parseBenchArgs, selectScenarios, FULL_DEFAULTS, QUICK_DEFAULTS } from '../../native-bench/cli-args.ts';
+import { planUpstream } from '../../native-bench/upstreams.ts';
+import { summarizeCpuProfile, renderProfileSummary } from '../../native-bench/profile.ts';
+import { LatencyHistogram } from '../../native-bench/udp-protocol.ts';
 import { SCENARIOS, findScenario } from '../../native-bench/scenarios.ts';
 import { parseConfigText, validateConfig } from '../../src/config/load.ts';
 import type { RunOutcome, ScenarioResult } from '../../native-bench/types.ts';
@@ -166,14 +187,14 @@ t.test('report rows, table, markdown and svg', async (t) => {
     ['direct', 'switchyard', 'haproxy', 'nginx'],
   );
   const [direct, switchyard, haproxy, nginx] = rows;
-  t.equal(direct.vsHaproxy, 2.5);
+  t.equal(direct.vsReference, 2.5);
   t.equal(direct.vsDirect, 1);
   t.equal(switchyard.unavailable, 'src/cli.ts missing');
-  t.equal(haproxy.vsHaproxy, 1);
+  t.equal(haproxy.vsReference, 1);
   t.equal(haproxy.vsDirect, 0.4);
   t.same(haproxy.primary, { median: 40, min: 20, max: 40, count: 3 });
   t.same(haproxy.addedOverDirect, [0.5, 2], 'per-round difference to direct, median');
-  t.equal(nginx.vsHaproxy, 1, 'median of 1.5 and 0.5 over the two rounds both completed');
+  t.equal(nginx.vsReference, 1, 'median of 1.5 and 0.5 over the two rounds both completed');
   t.equal(nginx.runsOk, 2);
   t.same(nginx.problems, ['wrk completed no request']);
 
@@ -192,7 +213,8 @@ t.test('report rows, table, markdown and svg', async (t) => {
   const report = { date: '2026-01-02', mode: 'quick', placement: 'pinned', machine: [['CPU', 'test × 2 cores']] as [string, string][], results: [input], notes: ['done'], elapsedSec: 12.3 };
   const markdown = renderMarkdown(report);
   t.match(markdown, /^# Switchyard native benchmark — 2026-01-02/);
-  t.match(markdown, /\| tcp-keepalive \| requests\/s ↑ \| 2\.50× \| n\/a \| 1\.00× \| 1\.00× \|/);
+  t.match(markdown, /\| tcp-keepalive \| requests\/s ↑ \| × HAProxy \| 2\.50× \| n\/a \| 1\.00× \| 1\.00× \|/);
+  t.match(table, /\| system \| requests\/s ↑ \(median\) \| min–max \| × HAProxy \| × direct \|/);
   t.match(markdown, /- nginx: wrk completed no request/);
   t.match(markdown, /- a note/);
 
@@ -216,6 +238,44 @@ const setup: BalancerSetup = {
   workDir: '/tmp/bench-work',
   nginxStreamModule: '/usr/lib/nginx/modules/ngx_stream_module.so',
 };
+
+t.test('UDP balancer configs follow the scenario session settings', async (t) => {
+  const udp: BalancerSetup = { ...setup, protocol: 'udp' };
+  const plain = validateConfig(parseConfigText(switchyardConfig(udp), 'bench.yaml'));
+  const plainListener = plain.listeners[0];
+  if (plainListener.protocol !== 'udp') throw new Error('expected a udp listener');
+  t.same(plainListener.udp, { sessionTimeout: 30_000, maxSessions: 100_000 }, 'no udp block: the defaults');
+  t.notMatch(switchyardConfig(udp), /udp:/);
+
+  const dns = validateConfig(parseConfigText(switchyardConfig({ ...udp, udp: { responses: 1 } }), 'bench.yaml')).listeners[0];
+  if (dns.protocol !== 'udp') throw new Error('expected a udp listener');
+  t.equal(dns.udp.responses, 1);
+  t.equal(dns.udp.sessionTimeout, 30_000);
+  const short = validateConfig(parseConfigText(switchyardConfig({ ...udp, udp: { sessionTimeoutMs: 500 } }), 'bench.yaml')).listeners[0];
+  if (short.protocol !== 'udp') throw new Error('expected a udp listener');
+  t.equal(short.udp.sessionTimeout, 500);
+  t.equal(short.udp.responses, undefined);
+
+  const nginx = nginxStreamConfig(udp);
+  t.match(nginx, /listen 127\.0\.0\.1:40001 udp;/);
+  t.match(nginx, /proxy_timeout 30000ms;/, 'the same idle timeout as Switchyard by default');
+  t.notMatch(nginx, /proxy_responses/, 'unlimited replies, like Switchyard without responses');
+  t.notMatch(nginx, /proxy_connect_timeout/);
+  t.match(nginx, new RegExp(`worker_connections ${2 * (20_000 - 100)};`), 'one descriptor but two connection slots per session');
+  const nginxDns = nginxStreamConfig({ ...udp, udp: { responses: 1, sessionTimeoutMs: 500 } });
+  t.match(nginxDns, /proxy_responses 1;/);
+  t.match(nginxDns, /proxy_timeout 500ms;/);
+
+  t.equal(balancerSupports('haproxy', 'udp'), 'HAProxy (community edition) has no UDP proxying');
+  t.equal(balancerSupports('haproxy', 'tcp'), true);
+  t.equal(balancerSupports('nginx', 'udp'), true);
+  const environment = { repoRoot: '/repo', nodePath: '/node' };
+  t.match(planBalancer('haproxy', udp, environment), { unavailable: /no UDP/, notApplicable: true });
+  const profiled = planBalancer('switchyard', { ...udp, nodeFlags: ['--cpu-prof', '--cpu-prof-dir', '/p'] }, environment);
+  if ('unavailable' in profiled) throw new Error(profiled.unavailable);
+  t.same(profiled.argv.slice(0, 6), ['/node', '--experimental-strip-types', '--no-warnings=ExperimentalWarning', '--cpu-prof', '--cpu-prof-dir', '/p']);
+  t.same(profiled.argv.slice(-3), ['src/cli.ts', '--config', profiled.configFile]);
+});
 
 t.test('balancer configs come from one setup', async (t) => {
   const switchyard = validateConfig(parseConfigText(switchyardConfig(setup), 'bench.yaml'));
@@ -245,7 +305,16 @@ t.test('balancer configs come from one setup', async (t) => {
 });
 
 t.test('scenario load commands', async (t) => {
-  const settings = { durationSec: 3, connections: 500, workDir: '/w', benchDir: '/b', nodePath: '/node' };
+  const settings = {
+    durationSec: 3,
+    udpSeconds: 0.5,
+    udpWarmupMs: 50,
+    upstream: { host: '127.0.0.1', port: 7 },
+    connections: 500,
+    workDir: '/w',
+    benchDir: '/b',
+    nodePath: '/node',
+  };
   const target = { host: '127.0.0.1', port: 9 };
   t.same(findScenario('tcp-keepalive')!.load.command(target, settings), ['wrk', '-t1', '-c50', '-d3s', '--latency', 'http://127.0.0.1:9/']);
   t.same(findScenario('tcp-connect')!.load.command(target, settings).slice(-3), ['-H', 'Connection: close', 'http://127.0.0.1:9/']);
@@ -254,6 +323,224 @@ t.test('scenario load commands', async (t) => {
   t.equal(hold[0], '/node');
   t.match(hold.join(' '), /\/b\/conn-client\.ts --host 127\.0\.0\.1 --port 9 --connections 500 --tag \/w/);
   t.same(new Set(SCENARIOS.map((s) => s.name)).size, SCENARIOS.length, 'scenario names are unique');
+
+  const rr = findScenario('udp-rr')!.load.command(target, settings);
+  t.same(rr.slice(0, 2), ['/node', '/b/udp-client.ts']);
+  t.match(rr.join(' '), /--mode rr --host 127\.0\.0\.1 --port 9 --seconds 0\.5 --warmup-ms 50 --clients 64 --size 64 --echo 127\.0\.0\.1:7 --tag \/w/);
+  t.match(findScenario('udp-dns')!.load.command(target, settings).join(' '), /--mode rr .* --echo 127\.0\.0\.1:7/);
+  const blast = findScenario('udp-throughput')!.load.command(target, settings).join(' ');
+  t.match(blast, /--mode blast .*--warmup-ms 0 --clients 4 --size 1200 --counters 127\.0\.0\.1:7/);
+  t.notMatch(blast, /--echo/, 'the sink is its own process');
+  t.match(findScenario('udp-new-sessions')!.load.command(target, settings).join(' '), /--mode new .*--clients 32 --size 64 --echo 127\.0\.0\.1:7/);
+  for (const name of ['udp-rr', 'udp-dns', 'udp-throughput', 'udp-new-sessions']) {
+    const scenario = findScenario(name)!;
+    t.equal(scenario.listener, 'udp', `${name} is a UDP scenario`);
+    t.equal(scenario.reference, 'nginx', `${name} compares to nginx`);
+    t.ok(scenario.load.measuresWindow, `${name} marks its window for the CPU reading`);
+    t.ok(scenario.secondary.some((metric) => metric.key === 'cpuUsPerOp' && metric.compare), `${name} compares CPU per operation`);
+  }
+  t.same(findScenario('udp-dns')!.udpSession, { responses: 1 });
+  t.same(findScenario('udp-new-sessions')!.udpSession, { sessionTimeoutMs: 500 });
+  t.equal(findScenario('udp-rr')!.udpSession, undefined, 'udp-rr keeps the default session settings');
+
+  const quickNames = selectScenarios(SCENARIOS, { only: [], quick: true }).map((s) => s.name);
+  t.same(quickNames, ['tcp-keepalive', 'tcp-connect', 'bulk-1', 'bulk-4', 'concurrency', 'udp-rr'], 'quick mode: udp-rr is the only UDP scenario');
+  t.equal(selectScenarios(SCENARIOS, { only: [], quick: false }).length, SCENARIOS.length);
+  t.same(
+    selectScenarios(SCENARIOS, { only: ['udp-dns', 'tcp-connect'], quick: true }).map((s) => s.name),
+    ['tcp-connect', 'udp-dns'],
+    '--only wins over quick, declaration order',
+  );
+});
+
+t.test('upstream plans for UDP', async (t) => {
+  const helpers = { nodePath: '/node', benchDir: '/b' };
+  const echo = planUpstream('udp-echo', { host: '127.0.0.1', port: 5000 }, 20_000, '/w', helpers);
+  t.equal(echo.hostedByLoad, true, 'the echo lives in the load process');
+  t.same(echo.transports, ['udp']);
+  const sink = planUpstream('udp-sink', { host: '127.0.0.1', port: 5001 }, 20_000, '/w', helpers);
+  t.same(sink.argv, ['/node', '/b/udp-upstream.ts', '--mode', 'sink', '--host', '127.0.0.1', '--port', '5001', '--tag', '/w']);
+  t.same(sink.transports, ['udp', 'tcp'], 'datagrams and counters on one port');
+  t.same(sink.aliases, []);
+  t.same(planUpstream('http', { host: '127.0.0.1', port: 5002 }, 20_000, '/w', helpers).transports, ['tcp']);
+});
+
+// Captured from udp-client.ts runs on this project's bench machine.
+const UDP_RR = 'MEASURING\nRESULT {"requests":53376,"seconds":1,"rps":53376,"p50Ms":1.178,"p99Ms":1.56,"lost":0,"late":0,"socketErrors":0,"clients":64}\n';
+const UDP_NEW = 'MEASURING\nRESULT {"sessions":23691,"seconds":0.9999999999999999,"sps":23691.000000000004,"p50Ms":1.249,"p99Ms":2.23,"lost":0,"socketErrors":0,"clients":32}\n';
+const UDP_BLAST =
+  'MEASURING\nRESULT {"sent":209920,"received":188928,"seconds":1.0020706050000001,"pps":188537.6,"mbps":1809.96,"loss":0.1,"socketErrors":0,"clients":4}\n';
+
+t.test('udp-client output, CPU readings and /proc parsers', async (t) => {
+  const rr = parseUdpClient(UDP_RR, { cpuSeconds: 0.5, userSeconds: 0.2, systemSeconds: 0.3 });
+  if (!('metrics' in rr)) throw new Error(rr.error);
+  t.equal(rr.metrics.rps, 53376);
+  t.equal(rr.metrics.p50Ms, 1.178);
+  t.equal(rr.metrics.p99Ms, 1.56);
+  t.equal(rr.metrics.lossPct, 0);
+  t.equal(rr.metrics.cpuPct, 50, 'CPU seconds over the window, % of one core');
+  t.ok(Math.abs(rr.metrics.cpuUsPerOp - 0.5e6 / 53376) < 1e-9, 'CPU µs per completed request');
+  t.ok(Math.abs(rr.metrics.userUsPerOp - 0.2e6 / 53376) < 1e-9, 'user-space part');
+  t.ok(Math.abs(rr.metrics.systemUsPerOp - 0.3e6 / 53376) < 1e-9, 'kernel part');
+  t.same(rr.warnings, []);
+  const direct = parseUdpClient(UDP_RR);
+  t.ok('metrics' in direct && direct.metrics.cpuPct === undefined && direct.metrics.cpuUsPerOp === undefined, 'direct: no balancer, no CPU reading');
+
+  const fresh = parseUdpClient(UDP_NEW, { cpuSeconds: 0.25 });
+  if (!('metrics' in fresh)) throw new Error(fresh.error);
+  t.equal(fresh.metrics.sps, 23691.000000000004);
+  t.ok(Math.abs(fresh.metrics.cpuUsPerOp - 0.25e6 / 23691) < 1e-9, 'per session');
+
+  const blast = parseUdpClient(UDP_BLAST, { cpuSeconds: 1 });
+  if (!('metrics' in blast)) throw new Error(blast.error);
+  t.equal(blast.metrics.pps, 188537.6);
+  t.equal(blast.metrics.mbps, 1809.96);
+  t.equal(blast.metrics.lossPct, 10, 'blast loss is the result, in %');
+  t.ok(Math.abs(blast.metrics.cpuUsPerOp - 1e6 / 188928) < 1e-9, 'per datagram delivered');
+  t.same(blast.warnings, [], 'loss in a blast is no warning');
+
+  const lossy = parseUdpClient('RESULT {"requests":900,"seconds":1,"rps":900,"p50Ms":1,"p99Ms":200,"lost":100,"late":3,"clients":64}\n');
+  if (!('metrics' in lossy)) throw new Error(lossy.error);
+  t.equal(lossy.metrics.lossPct, 10);
+  t.match(lossy.warnings?.[0], /100 of 1000 requests lost/);
+  t.match(parseUdpClient('RESULT {"requests":0,"seconds":1,"rps":0,"p50Ms":null,"p99Ms":null,"lost":320,"late":0,"clients":64}\n'), {
+    error: 'no reply received (320 lost)',
+  });
+  t.match(parseUdpClient('RESULT {"requests":0,"seconds":1,"p50Ms":null}\n'), { error: 'no reply received (0 lost)' }, 'null percentiles are tolerated');
+  t.match(parseUdpClient('RESULT {"sent":100,"received":0,"seconds":1,"pps":0,"mbps":0,"loss":1}\n'), { error: /no datagram reached the upstream \(100 sent\)/ });
+  t.match(parseUdpClient('udp-client: connect ECONNREFUSED 127.0.0.1:5001\n'), { error: /no RESULT line: udp-client: connect ECONNREFUSED/ });
+  t.match(parseUdpClient('RESULT {oops}\n'), { error: /not JSON/ });
+
+  // /proc/<pid>/stat: utime and stime are fields 14 and 15; the command may contain spaces and parentheses.
+  t.equal(parseStatCpuTicks('29565 (cat) R 29563 29563 18371 0 -1 4194304 100 0 0 0 7 3 0 0 20 0 1 0 601610 3133440 386'), 10);
+  t.equal(parseStatCpuTicks('77 (node (Main) Thread) S 1 77 77 0 -1 4194560 5000 0 0 0 250 40 0 0 20 0 11 0 1 1 1'), 290);
+  t.equal(parseStatCpuTicks('garbage'), undefined);
+  t.same(parseStatUserSystemTicks('77 (node (Main) Thread) S 1 77 77 0 -1 4194560 5000 0 0 0 250 40 0 0 20 0 11 0 1 1 1'), { user: 250, system: 40 });
+
+  const procNetUdp = [
+    '   sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode ref pointer drops',
+    ' 9662: 0100007F:1F90 00000000:0000 07 00000000:00000000 00:00000000 00000000     0        0 11421003 2 000000007863ae23 0',
+    ' 9663: 0200007F:0035 00000000:0000 07 00000000:00000000 00:00000000 00000000     0        0 11421004 2 000000007863ae24 0',
+  ].join('\n');
+  t.ok(udpBound(procNetUdp, '127.0.0.1', 8080));
+  t.ok(udpBound(procNetUdp, '127.0.0.2', 53));
+  t.notOk(udpBound(procNetUdp, '127.0.0.1', 53), 'address and port must both match');
+  t.notOk(udpBound(procNetUdp, '127.0.0.1', 0x1f9));
+});
+
+t.test('udp-protocol: latency histogram', async (t) => {
+  const histogram = new LatencyHistogram(10);
+  t.equal(histogram.percentile(0.5), undefined, 'empty');
+  for (let i = 1; i <= 100; i++) histogram.record(i / 100); // 0.01 .. 1.00 ms
+  histogram.record(50); // beyond the limit: the last bucket
+  t.equal(histogram.count, 101);
+  t.equal(histogram.percentile(0.5), 0.51);
+  t.equal(histogram.percentile(0.99), 1);
+  t.equal(histogram.percentile(1), 10, 'values past the limit are counted at the limit');
+});
+
+function udpResult(runs: Record<string, RunOutcome[] | string>): ScenarioResult {
+  const scenario = findScenario('udp-rr')!;
+  return {
+    scenario,
+    notes: [],
+    systems: Object.entries(runs).map(([system, value]) =>
+      typeof value === 'string'
+        ? { system: system as 'haproxy', unavailable: value, notApplicable: true, runs: [] }
+        : { system: system as 'direct', runs: value },
+    ),
+  };
+}
+const udpOk = (rps: number, cpuUsPerOp?: number): RunOutcome => ({
+  ok: true,
+  metrics: cpuUsPerOp === undefined ? { rps, p50Ms: 1, p99Ms: 2, lossPct: 0 } : { rps, p50Ms: 1, p99Ms: 2, lossPct: 0, cpuPct: 90, cpuUsPerOp },
+  warnings: [],
+});
+
+t.test('UDP report: ratios to nginx, HAProxy n/a, CPU per request compared', async (t) => {
+  const input = udpResult({
+    direct: [udpOk(50), udpOk(50), udpOk(50)],
+    switchyard: [udpOk(30, 30), udpOk(40, 24), udpOk(20, 45)],
+    haproxy: 'HAProxy (community edition) has no UDP proxying',
+    nginx: [udpOk(40, 20), udpOk(40, 20), udpOk(40, 15)],
+  });
+  const [direct, switchyard, haproxy, nginx] = scenarioRows(input);
+  t.equal(direct.vsReference, 1.25, '× nginx');
+  t.equal(switchyard.vsReference, 0.75, 'median of 0.75, 1, 0.5');
+  t.equal(nginx.vsReference, 1);
+  t.equal(haproxy.notApplicable, true);
+  const cpuIndex = input.scenario.secondary.findIndex((metric) => metric.key === 'cpuUsPerOp');
+  t.equal(switchyard.secondaryVsReference[cpuIndex], 1.5, 'median of 1.5, 1.2, 3');
+  t.equal(direct.secondaryVsReference[cpuIndex], undefined, 'direct has no CPU reading');
+
+  const table = scenarioTable(input);
+  t.match(table, /\| system \| requests\/s ↑ \(median\) \| min–max \| × nginx \| × direct \|/);
+  t.match(table, /\| CPU µs\/request ↓ \| CPU µs\/request × nginx \|/);
+  t.match(table, /\| haproxy \| n\/a: HAProxy \(community edition\) has no UDP proxying \|/);
+  t.match(table, /\| switchyard \| 30 \| 20–40 \| 0\.75× \| 0\.60× \|.*\| 30\.0 \| 1\.50× \| – \| – \| 3\/3 \|/, 'no user/kernel split in these runs');
+  const cellCount = (line: string) => line.replace(/\\\|/g, '').split('|').length;
+  const lines = table.split('\n');
+  t.ok(
+    lines.every((line) => cellCount(line) === cellCount(lines[0])),
+    'every row, the n/a one too, has as many cells as the header',
+  );
+
+  const report = { date: '2026-01-02', mode: 'full', placement: 'pinned', machine: [] as [string, string][], results: [input], notes: [], elapsedSec: 1 };
+  const markdown = renderMarkdown(report);
+  t.match(markdown, /\| scenario \| metric \| ratio \| direct \| switchyard \| haproxy \| nginx \|/);
+  t.match(markdown, /\| udp-rr \| requests\/s ↑ \| × nginx \| 1\.25× \| 0\.75× \| n\/a \| 1\.00× \|/);
+  t.match(markdown, /\| udp-rr \| CPU µs\/request ↓ \| × nginx \| – \| 1\.50× \| n\/a \| 1\.00× \|/);
+
+  const svg = renderRatioSvg(report);
+  t.match(svg, /udp-rr: requests\/s ↑, × nginx/);
+  t.notMatch(svg, />nginx</, 'nginx is the dashed line here');
+  t.match(svg, />haproxy<\/text>\n<text [^>]*>n\/a</);
+});
+
+t.test('CPU profile summary', async (t) => {
+  const root = 'file:///repo';
+  const profile = {
+    startTime: 0,
+    endTime: 1_000_000, // 1 s in µs
+    nodes: [
+      { id: 1, callFrame: { functionName: '(root)', url: '', lineNumber: -1 }, hitCount: 0 },
+      { id: 2, callFrame: { functionName: '(idle)', url: '', lineNumber: -1 } },
+      { id: 3, callFrame: { functionName: 'doSend', url: 'node:dgram', lineNumber: 833 } },
+      { id: 4, callFrame: { functionName: 'onDatagram', url: `${root}/src/l4/udp-listener.ts`, lineNumber: 171 } },
+      { id: 5, callFrame: { functionName: '(program)', url: '', lineNumber: -1 } },
+      { id: 6, callFrame: { functionName: '', url: `${root}/src/l4/udp-listener.ts`, lineNumber: 9 } },
+    ],
+    samples: [2, 2, 2, 2, 2, 3, 3, 3, 4, 5],
+  };
+  const summary = summarizeCpuProfile(profile, 10, root);
+  if (typeof summary === 'string') throw new Error(summary);
+  t.equal(summary.busySamples, 5);
+  t.equal(summary.idleShare, 0.5);
+  t.equal(summary.busyMs, 500, '5 of 10 samples over 1 s');
+  t.same(
+    summary.functions.map((entry) => [entry.name, entry.share]),
+    [
+      ['doSend node:dgram:834', 0.6],
+      ['(program)', 0.2],
+      ['onDatagram src/l4/udp-listener.ts:172', 0.2],
+    ],
+  );
+  t.same(
+    summary.files.map((entry) => [entry.name, entry.share]),
+    [
+      ['node:dgram', 0.6],
+      ['(program)', 0.2],
+      ['src/l4/udp-listener.ts', 0.2],
+    ],
+  );
+  t.equal(summarizeCpuProfile({ ...profile, samples: undefined }, 10, root), 'the profile holds no busy sample', 'no samples and no hit counts');
+  const byHits = summarizeCpuProfile({ ...profile, samples: undefined, nodes: profile.nodes.map((node) => ({ ...node, hitCount: node.id === 3 ? 4 : 0 })) }, 1);
+  if (typeof byHits === 'string') throw new Error(byHits);
+  t.same(byHits.functions, [{ name: 'doSend node:dgram:834', share: 1, ms: 1000 }], 'falls back to hitCount');
+  t.equal(summarizeCpuProfile({ nope: 1 }, 10), 'not a CPU profile (no nodes)');
+  const markdown = renderProfileSummary('udp-rr', summary);
+  t.match(markdown, /^### udp-rr\n\nBusy 0\.50 s \(5 samples\); idle 50\.0% of the profile\./);
+  t.match(markdown, /\| doSend node:dgram:834 \| 60\.0% \| 300 \|/);
 });
 
 t.test('command-line flags', async (t) => {
@@ -262,7 +549,10 @@ t.test('command-line flags', async (t) => {
   if (typeof quick === 'string') throw new Error(quick);
   t.equal(quick.rounds, QUICK_DEFAULTS.rounds);
   t.equal(quick.durationSec, QUICK_DEFAULTS.durationSec);
+  t.equal(quick.udpSeconds, QUICK_DEFAULTS.udpSeconds);
+  t.ok(quick.udpSeconds < 1, 'quick UDP runs are shorter than a second');
   t.same(quick.systems, ['direct', 'switchyard', 'haproxy', 'nginx']);
+  t.equal(quick.profile, false);
 
   const custom = parseBenchArgs(['--rounds', '4', '--duration=2', '--only', 'bulk-1,tcp-connect', '--systems', 'nginx,direct', '--no-pin'], names);
   if (typeof custom === 'string') throw new Error(custom);
@@ -271,6 +561,13 @@ t.test('command-line flags', async (t) => {
   t.same(custom.only, ['bulk-1', 'tcp-connect']);
   t.same(custom.systems, ['direct', 'nginx'], 'canonical order');
   t.equal(custom.pin, false);
+  t.equal(custom.udpSeconds, 2, '--duration sets the UDP window too');
+
+  const full = parseBenchArgs(['--profile'], names);
+  if (typeof full === 'string') throw new Error(full);
+  t.equal(full.profile, true);
+  t.equal(full.udpSeconds, FULL_DEFAULTS.udpSeconds);
+  t.equal(full.udpWarmupMs, FULL_DEFAULTS.udpWarmupMs);
 
   t.match(parseBenchArgs(['--rounds', '2'], names), /at least 3/);
   t.match(parseBenchArgs(['--duration', '0.5'], names), /whole seconds/);
