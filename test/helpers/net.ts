@@ -7,8 +7,11 @@ export interface RunningServer {
   close(): Promise<void>;
 }
 
-/** Starts a TCP server on loopback, port 0. Tracks sockets so close() never hangs. */
-export async function listenTcp(onConnection: (socket: Socket) => void, host = '127.0.0.1'): Promise<RunningServer> {
+/**
+ * Starts a TCP server on loopback (`port` 0 = any free port; a fixed port brings a server back
+ * where it was). Tracks sockets so close() never hangs.
+ */
+export async function listenTcp(onConnection: (socket: Socket) => void, host = '127.0.0.1', port = 0): Promise<RunningServer> {
   const sockets = new Set<Socket>();
   const server = createServer({ allowHalfOpen: true }, (socket) => {
     sockets.add(socket);
@@ -18,7 +21,7 @@ export async function listenTcp(onConnection: (socket: Socket) => void, host = '
   });
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
-    server.listen(0, host, () => resolve());
+    server.listen(port, host, () => resolve());
   });
   return {
     server,

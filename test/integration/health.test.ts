@@ -1,5 +1,5 @@
 import t from 'tap';
-import { createServer, connect, type Server, type Socket, type AddressInfo } from 'node:net';
+import { connect, type Socket } from 'node:net';
 import { createSocket, type Socket as DgramSocket } from 'node:dgram';
 import { healthCheckSchema, poolSchema, type HealthCheckConfig } from '../../src/config/schema.ts';
 import { HealthChecker, type ProbeResult } from '../../src/health/checker.ts';
@@ -17,29 +17,8 @@ import { listenTcp, readTag, waitFor, type RunningServer } from '../helpers/net.
 const messages = (lines: () => Array<Record<string, unknown>>) => lines().map((line) => String(line.msg));
 const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
 
-/** A TCP server on 127.0.0.1:`port` (0 = any), tracking sockets so close() never hangs. */
-async function listenOn(port: number, onConnection: (socket: Socket) => void): Promise<RunningServer> {
-  const sockets = new Set<Socket>();
-  const server: Server = createServer({ allowHalfOpen: true }, (socket) => {
-    sockets.add(socket);
-    socket.on('close', () => sockets.delete(socket));
-    socket.on('error', () => {});
-    onConnection(socket);
-  });
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(port, '127.0.0.1', () => resolve());
-  });
-  return {
-    server,
-    port: (server.address() as AddressInfo).port,
-    close: () =>
-      new Promise<void>((resolve) => {
-        for (const socket of sockets) socket.destroy();
-        server.close(() => resolve());
-      }),
-  };
-}
+/** A TCP server on 127.0.0.1:`port` (0 = any). */
+const listenOn = (port: number, onConnection: (socket: Socket) => void): Promise<RunningServer> => listenTcp(onConnection, '127.0.0.1', port);
 
 /** As helpers/net.ts tagServer, but on a chosen port (to bring a server back where it was). */
 function tagServerOn(port: number, tag: string): Promise<RunningServer> {
