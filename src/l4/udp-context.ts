@@ -2,6 +2,7 @@ import type { Socket } from 'node:dgram';
 import type { Logger } from '../core/log.ts';
 import type { Pool } from '../pool/pool.ts';
 import type { DropLog } from './udp-drops.ts';
+import type { DatagramSender, SendFailure } from './udp-send.ts';
 import type { UdpSession } from './udp-session.ts';
 import type { SessionTable } from './udp-sessions.ts';
 
@@ -39,6 +40,10 @@ export interface UdpListenerContext {
   readonly now: () => number;
   /** The listener's socket: replies go back to downstreams through it. */
   readonly downstream: Socket;
+  /** Sends every datagram, both ways. */
+  readonly sender: DatagramSender;
+  /** A reply the listener socket could not send: counted as a 'send-failed' drop. */
+  readonly onReplyFailed: SendFailure;
   /** Bytes held in all sessions' replay buffers, and the cap on them (see UdpSession). */
   readonly replay: { bytes: number; readonly limit: number };
 }

@@ -11,6 +11,7 @@ import type { ProxyAddress } from '../proxy-protocol/types.ts';
 import type { UdpListenerContext, UdpListenerCounters } from './udp-context.ts';
 import { DropLog } from './udp-drops.ts';
 import { literalLookup } from './udp-lookup.ts';
+import { createDatagramSender, type DatagramSender } from './udp-send.ts';
 import { UdpSession } from './udp-session.ts';
 import { SessionTable, mustMigrate } from './udp-sessions.ts';
 
@@ -41,6 +42,8 @@ export interface UdpListenerDeps {
   now?: () => number;
   /** Cap on bytes kept for replay across all sessions; default 16 MiB. Lowered by tests. */
   replayBudgetBytes?: number;
+  /** How datagrams are sent; default createDatagramSender() (native when available). */
+  sender?: DatagramSender;
 }
 
 /**
@@ -97,6 +100,8 @@ export class UdpListener implements Listener {
       counters: this.counters,
       now,
       downstream: this.socket,
+      sender: deps.sender ?? createDatagramSender(),
+      onReplyFailed: () => this.drops.count('send-failed'),
       replay: { bytes: 0, limit: deps.replayBudgetBytes ?? REPLAY_BUDGET_BYTES },
     };
   }
@@ -257,9 +262,10 @@ export class UdpListener implements Listener {
   }
 
   /**
-   * Errors of the listener socket after bind: a reply the kernel refused to send (ENOBUFS,
-   * EMSGSIZE) loses that datagram only. Unconnected sockets get no ICMP errors, so a
-   * downstream that went away cannot surface here.
+   * Errors of the listener socket after bind. Replies that fail to send are reported to
+   * the sender's failure callback (context.onReplyFailed), not here; a 'send' error is
+   * still counted as such should Node ever emit one. Unconnected sockets get no ICMP
+   * errors, so a downstream that went away cannot surface here.
    */
   private readonly onSocketError = (err: NodeJS.ErrnoException): void => {
     if (err.syscall === 'send') {

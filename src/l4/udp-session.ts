@@ -4,6 +4,7 @@ import { formatEndpoint } from '../core/address.ts';
 import type { UpstreamServer } from '../pool/server.ts';
 import type { UdpListenerContext } from './udp-context.ts';
 import { literalLookup } from './udp-lookup.ts';
+import type { SendFailure } from './udp-send.ts';
 import { repliesComplete, type TableEntry } from './udp-sessions.ts';
 
 /** Why a session (or its part on one server) ended; the `end` field of its log line. */
@@ -80,12 +81,12 @@ export class UdpSession implements TableEntry {
   private readonly parts: [Buffer, Buffer] | undefined;
   private socket!: Socket;
   /**
-   * The send callback of the current socket (one closure per socket, not per datagram). It
-   * is needed: a refusal reported by the kernel on the NEXT sendmsg (back-to-back datagrams
-   * to a dead port, as with pipelined DNS queries) reaches only a send callback — Node
-   * drops it silently otherwise — and that datagram was not sent either.
+   * Send failures on the current socket (one closure per socket, not per datagram). Needed:
+   * a refusal reported by the kernel on the NEXT sendmsg (back-to-back datagrams to a dead
+   * port, as with pipelined DNS queries) is reported only to the sender, and that datagram
+   * was not sent either.
    */
-  private onSent: (err: Error | null) => void = ignore;
+  private onSent: SendFailure = ignore;
   private connected = false;
   private queued: Buffer[] | undefined;
   private startedAt: number;
@@ -197,14 +198,36 @@ export class UdpSession implements TableEntry {
     const socket = createSocket({ type: isIP(server.connectHost) === 6 ? 'udp6' : 'udp4', lookup: literalLookup });
     socket.on('message', this.onReply);
     socket.on('error', this.onError);
-    socket.once('connect', this.onConnect);
-    // Assigned first: with literalLookup, a bind failure is emitted inside connect() below.
     this.socket = socket;
     this.onSent = (err) => {
-      // Callbacks still queued for a socket the session has left are stale.
-      if (err !== null && socket === this.socket) this.onError(err);
+      // Failures still reported for a socket the session has left are stale.
+      if (socket === this.socket) this.onError(err);
     };
     this.connected = false;
+    if (typeof socket.connectSync !== 'function') {
+      this.connectAsync(socket, server);
+      return;
+    }
+    // Bound first through bind(), which literalLookup completes inline: connectSync would
+    // bind with bindSync, which also asks the kernel for the address it returns (getsockname,
+    // ~10% of a DNS-style session's instructions). A bind failure (EMFILE: out of file
+    // descriptors) is emitted as 'error' inside this call and ends the session.
+    socket.bind({ port: 0, exclusive: true });
+    if (this.ended || socket !== this.socket) return;
+    try {
+      // connect(2) on UDP only records the peer: done inline, the first datagram goes out at once.
+      socket.connectSync(server.port, server.connectHost);
+    } catch (err) {
+      const failure = err as NodeJS.ErrnoException;
+      this.onError(failure.syscall === undefined ? Object.assign(failure, { syscall: 'connect' }) : failure);
+      return;
+    }
+    this.onConnect();
+  }
+
+  /** Node before 24.x has no connectSync: connect, then see whether it completed inline. */
+  private connectAsync(socket: Socket, server: UpstreamServer): void {
+    socket.once('connect', this.onConnect);
     // No callback: a connect failure arrives as 'error' with syscall 'connect'.
     socket.connect(server.port, server.connectHost);
     // With an IP literal, bind and connect completed inside connect() ('connect' is only
@@ -230,15 +253,16 @@ export class UdpSession implements TableEntry {
   private send(datagram: Buffer): void {
     const parts = this.parts;
     if (parts === undefined) {
-      this.socket.send(datagram, this.onSent);
+      this.ctx.sender.send(this.socket, datagram, this.onSent);
     } else {
-      // Node copies the list before sending, so one array per session serves every datagram.
+      // The sender is done with the list when it returns: one array per session serves all.
       parts[1] = datagram;
-      this.socket.send(parts, this.onSent);
+      this.ctx.sender.send(this.socket, parts, this.onSent);
     }
   }
 
   private readonly onConnect = (): void => {
+    if (this.connected) return;
     this.connected = true;
     const queued = this.queued;
     if (queued === undefined) return;
@@ -260,7 +284,7 @@ export class UdpSession implements TableEntry {
       this.tried = undefined;
       this.failovers = 0;
     }
-    ctx.downstream.send(reply, this.port, this.address);
+    ctx.sender.sendTo(ctx.downstream, reply, this.port, this.address, ctx.onReplyFailed);
     if (ctx.responses !== undefined && repliesComplete(ctx.responses, this.datagramsIn, this.datagramsOut)) this.end('responses');
   };
 
