@@ -3,6 +3,7 @@ import type { Logger } from '../core/log.ts';
 import type { Pool } from '../pool/pool.ts';
 import type { DropLog } from './udp-drops.ts';
 import type { DatagramSender, SendFailure } from './udp-send.ts';
+import type { UpstreamLinks } from './udp-upstream.ts';
 import type { UdpSession } from './udp-session.ts';
 import type { SessionTable } from './udp-sessions.ts';
 
@@ -40,6 +41,8 @@ export interface UdpListenerContext {
   readonly now: () => number;
   /** The listener's socket: replies go back to downstreams through it. */
   readonly downstream: Socket;
+  /** The sessions' upstream sockets, and the park of reusable ones. */
+  readonly links: UpstreamLinks;
   /** Sends every datagram, both ways. */
   readonly sender: DatagramSender;
   /** A reply the listener socket could not send: counted as a 'send-failed' drop. */

@@ -17,7 +17,9 @@ export type UdpDropReason =
   /** The session's upstream socket failed and no other server could take the datagram. */
   | 'upstream-failed'
   /** No upstream socket could be opened (EMFILE/ENFILE: out of file descriptors). */
-  | 'socket-failed';
+  | 'socket-failed'
+  /** From a server on a parked upstream socket: more replies than `responses` (see UpstreamLinks). */
+  | 'late-reply';
 
 export type UdpDropCounts = Record<UdpDropReason, number>;
 
@@ -31,6 +33,7 @@ export function emptyDropCounts(): UdpDropCounts {
     'send-failed': 0,
     'upstream-failed': 0,
     'socket-failed': 0,
+    'late-reply': 0,
   };
 }
 

@@ -1,4 +1,4 @@
-import { createSocket, type RemoteInfo, type Socket } from 'node:dgram';
+import { Socket, createSocket, type RemoteInfo } from 'node:dgram';
 import type { UdpListenerConfig } from '../config/schema.ts';
 import { formatEndpoint, normalizeIp } from '../core/address.ts';
 import { SwitchyardError, describeError } from '../core/errors.ts';
@@ -14,6 +14,7 @@ import { literalLookup } from './udp-lookup.ts';
 import { createDatagramSender, type DatagramSender } from './udp-send.ts';
 import { UdpSession } from './udp-session.ts';
 import { SessionTable, mustMigrate } from './udp-sessions.ts';
+import { UpstreamLinks } from './udp-upstream.ts';
 
 /**
  * Kernel buffer for the listener socket, both ways. Every session's datagrams pass through
@@ -36,6 +37,13 @@ const SWEEP_BUDGET = 500;
  */
 const REPLAY_BUDGET_BYTES = 16 * 1024 * 1024;
 
+/**
+ * Upstream sockets kept open for reuse at once (sessions that ended with every reply in,
+ * see UpstreamLinks), all servers together, and never more than maxSessions: descriptors
+ * stay bounded by maxSessions plus this.
+ */
+const MAX_PARKED_LINKS = 1024;
+
 export interface UdpListenerDeps {
   logger: Logger;
   /** Monotonic milliseconds; defaults to performance.now. Injected by tests. */
@@ -44,6 +52,8 @@ export interface UdpListenerDeps {
   replayBudgetBytes?: number;
   /** How datagrams are sent; default createDatagramSender() (native when available). */
   sender?: DatagramSender;
+  /** Connect upstream sockets with Socket.connectSync; default: when this Node has it (24.19+). */
+  connectSync?: boolean;
 }
 
 /**
@@ -100,6 +110,13 @@ export class UdpListener implements Listener {
       counters: this.counters,
       now,
       downstream: this.socket,
+      links: new UpstreamLinks({
+        drops: this.drops,
+        now,
+        maxParkedMs: config.udp.sessionTimeout,
+        maxParked: Math.min(MAX_PARKED_LINKS, config.udp.maxSessions),
+        connectSync: deps.connectSync ?? typeof Socket.prototype.connectSync === 'function',
+      }),
       sender: deps.sender ?? createDatagramSender(),
       onReplyFailed: () => this.drops.count('send-failed'),
       replay: { bytes: 0, limit: deps.replayBudgetBytes ?? REPLAY_BUDGET_BYTES },
@@ -151,6 +168,11 @@ export class UdpListener implements Listener {
     return this.table.size;
   }
 
+  /** Upstream sockets parked for reuse now, and how many sessions took a parked one. */
+  get links(): { parked: number; reused: number } {
+    return { parked: this.context.links.parkedSize, reused: this.context.links.reused };
+  }
+
   /** Bytes of recent datagrams held for replay after a refusal, all sessions together. */
   get replayBytes(): number {
     return this.context.replay.bytes;
@@ -163,6 +185,7 @@ export class UdpListener implements Listener {
     if (this.sweepTimer !== undefined) clearInterval(this.sweepTimer);
     if (this.sweepContinuation !== undefined) clearImmediate(this.sweepContinuation);
     for (const session of this.table.drain()) session.end('shutdown');
+    this.context.links.closeParked();
     this.drops.flush();
     this.socket.off('message', this.onDatagram);
     try {
@@ -253,6 +276,7 @@ export class UdpListener implements Listener {
   };
 
   private sweepChunk(): void {
+    if (!this.table.sweeping) this.context.links.sweep(this.context.now());
     this.table.sweep(expire, forgetStaleReplay, SWEEP_BUDGET);
     if (this.table.sweeping) {
       this.sweepContinuation = setImmediate(this.continueSweep);

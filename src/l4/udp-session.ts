@@ -1,11 +1,8 @@
-import { createSocket, type Socket } from 'node:dgram';
-import { isIP } from 'node:net';
 import { formatEndpoint } from '../core/address.ts';
 import type { UpstreamServer } from '../pool/server.ts';
 import type { UdpListenerContext } from './udp-context.ts';
-import { literalLookup } from './udp-lookup.ts';
-import type { SendFailure } from './udp-send.ts';
 import { repliesComplete, type TableEntry } from './udp-sessions.ts';
+import { UpstreamLink, type LinkOwner } from './udp-upstream.ts';
 
 /** Why a session (or its part on one server) ended; the `end` field of its log line. */
 export type UdpSessionEnd =
@@ -60,7 +57,7 @@ const UNREACHABLE = new Set(['ECONNREFUSED', 'EHOSTUNREACH', 'ENETUNREACH', 'EHO
  *   released; counters restart for the new server. `end` does the same for the whole
  *   session and removes it from the table. Each successful pick is released exactly once.
  */
-export class UdpSession implements TableEntry {
+export class UdpSession implements TableEntry, LinkOwner {
   readonly key: string;
   /** The downstream as the listener socket reports it (replies are sent here). */
   readonly address: string;
@@ -79,15 +76,8 @@ export class UdpSession implements TableEntry {
   private readonly ctx: UdpListenerContext;
   /** PROXY v2 header, built once per session; undefined when the pool sends none. */
   private readonly parts: [Buffer, Buffer] | undefined;
-  private socket!: Socket;
-  /**
-   * Send failures on the current socket (one closure per socket, not per datagram). Needed:
-   * a refusal reported by the kernel on the NEXT sendmsg (back-to-back datagrams to a dead
-   * port, as with pipelined DNS queries) is reported only to the sender, and that datagram
-   * was not sent either.
-   */
-  private onSent: SendFailure = ignore;
-  private connected = false;
+  /** The session's upstream socket (see UpstreamLinks: it may be reused by a later session). */
+  private link: UpstreamLink | undefined;
   private queued: Buffer[] | undefined;
   private startedAt: number;
   private ended = false;
@@ -131,7 +121,7 @@ export class UdpSession implements TableEntry {
     this.datagramsIn++;
     this.bytesIn += datagram.length;
     this.retain(datagram);
-    if (this.connected) {
+    if (this.link!.connected) {
       this.send(datagram);
       return;
     }
@@ -181,7 +171,7 @@ export class UdpSession implements TableEntry {
       this.queued = undefined;
     }
     this.clearReplay();
-    this.closeSocket();
+    this.closeSocket(reason === 'responses');
     ctx.pool.release(this.server);
     if (ctx.logSessions && !quiet) this.log(reason, detail, 'session ended');
   }
@@ -194,83 +184,47 @@ export class UdpSession implements TableEntry {
   // ---- upstream socket ---------------------------------------------------------------------
 
   private open(): void {
-    const server = this.server;
-    const socket = createSocket({ type: isIP(server.connectHost) === 6 ? 'udp6' : 'udp4', lookup: literalLookup });
-    socket.on('message', this.onReply);
-    socket.on('error', this.onError);
-    this.socket = socket;
-    this.onSent = (err) => {
-      // Failures still reported for a socket the session has left are stale.
-      if (socket === this.socket) this.onError(err);
-    };
-    this.connected = false;
-    if (typeof socket.connectSync !== 'function') {
-      this.connectAsync(socket, server);
-      return;
-    }
-    // Bound first through bind(), which literalLookup completes inline: connectSync would
-    // bind with bindSync, which also asks the kernel for the address it returns (getsockname,
-    // ~10% of a DNS-style session's instructions). A bind failure (EMFILE: out of file
-    // descriptors) is emitted as 'error' inside this call and ends the session.
-    socket.bind({ port: 0, exclusive: true });
-    if (this.ended || socket !== this.socket) return;
-    try {
-      // connect(2) on UDP only records the peer: done inline, the first datagram goes out at once.
-      socket.connectSync(server.port, server.connectHost);
-    } catch (err) {
-      const failure = err as NodeJS.ErrnoException;
-      this.onError(failure.syscall === undefined ? Object.assign(failure, { syscall: 'connect' }) : failure);
-      return;
-    }
-    this.onConnect();
+    const acquired = this.ctx.links.acquire(this.server, this);
+    if (acquired instanceof UpstreamLink) this.link = acquired;
+    else this.onLinkError(acquired);
   }
 
-  /** Node before 24.x has no connectSync: connect, then see whether it completed inline. */
-  private connectAsync(socket: Socket, server: UpstreamServer): void {
-    socket.once('connect', this.onConnect);
-    // No callback: a connect failure arrives as 'error' with syscall 'connect'.
-    socket.connect(server.port, server.connectHost);
-    // With an IP literal, bind and connect completed inside connect() ('connect' is only
-    // emitted on the next tick), so the first datagram can go out at once, unqueued.
-    if (!this.ended && socket === this.socket && isConnected(socket)) this.onConnect();
-  }
-
-  private closeSocket(): void {
-    const socket = this.socket;
-    socket.off('message', this.onReply);
-    socket.off('error', this.onError);
-    socket.off('connect', this.onConnect);
-    // Whatever Node still has queued for this socket must not throw into the process.
-    socket.on('error', ignore);
-    try {
-      socket.close();
-    } catch {
-      // Already closed: nothing left to release.
-    }
-    this.connected = false;
+  /**
+   * Hands the link back: parked for the next session when this one ended with every reply
+   * in (`responses`), closed otherwise.
+   */
+  private closeSocket(reusable = false): void {
+    const link = this.link;
+    if (link === undefined) return;
+    this.link = undefined;
+    this.ctx.links.release(link, reusable);
   }
 
   private send(datagram: Buffer): void {
+    const link = this.link!;
     const parts = this.parts;
     if (parts === undefined) {
-      this.ctx.sender.send(this.socket, datagram, this.onSent);
+      // A refusal reported on the NEXT sendmsg (back-to-back datagrams to a dead port, as with
+      // pipelined DNS queries) reaches only the send failure callback; that datagram was not
+      // sent either.
+      this.ctx.sender.send(link.socket, datagram, link.onSendFailed);
     } else {
       // The sender is done with the list when it returns: one array per session serves all.
       parts[1] = datagram;
-      this.ctx.sender.send(this.socket, parts, this.onSent);
+      this.ctx.sender.send(link.socket, parts, link.onSendFailed);
     }
   }
 
-  private readonly onConnect = (): void => {
-    if (this.connected) return;
-    this.connected = true;
+  /** LinkOwner: the connect completed later (Node without connectSync); sends what waited. */
+  onLinkConnected(): void {
     const queued = this.queued;
     if (queued === undefined) return;
     this.queued = undefined;
     for (const datagram of queued) this.send(datagram);
-  };
+  }
 
-  private readonly onReply = (reply: Buffer): void => {
+  /** LinkOwner: a reply from the server goes back to the downstream. */
+  onLinkReply(reply: Buffer): void {
     if (this.ended) return;
     const ctx = this.ctx;
     ctx.table.touch(this);
@@ -286,9 +240,10 @@ export class UdpSession implements TableEntry {
     }
     ctx.sender.sendTo(ctx.downstream, reply, this.port, this.address, ctx.onReplyFailed);
     if (ctx.responses !== undefined && repliesComplete(ctx.responses, this.datagramsIn, this.datagramsOut)) this.end('responses');
-  };
+  }
 
-  private readonly onError = (err: NodeJS.ErrnoException): void => {
+  /** LinkOwner: the upstream socket failed (refused, send failed, bind/connect failed). */
+  onLinkError(err: NodeJS.ErrnoException): void {
     if (this.ended) return;
     const code = err.code ?? err.message;
     if (UNREACHABLE.has(code)) {
@@ -304,7 +259,7 @@ export class UdpSession implements TableEntry {
     } else {
       this.end('error', `${err.syscall ?? 'udp'} ${code}`);
     }
-  };
+  }
 
   /** The server refused: record it, then move to another server and replay (see contract). */
   private failover(detail: string): void {
@@ -391,17 +346,5 @@ export class UdpSession implements TableEntry {
     };
     if (detail !== undefined) line.detail = detail;
     this.ctx.logger.info(line, message);
-  }
-}
-
-const ignore = (): void => {};
-
-/** Whether a dgram socket's connect has completed (Node exposes it only through remoteAddress). */
-function isConnected(socket: Socket): boolean {
-  try {
-    socket.remoteAddress();
-    return true;
-  } catch {
-    return false;
   }
 }
