@@ -38,7 +38,8 @@ thread each), interleaved round by round, and reports medians, spreads and ratio
 
 Options:
   --quick                 3 rounds, 1 s per run (UDP 0.2 s), 1,000 concurrency connections,
-                          and of the UDP scenarios udp-rr only (< 60 s in all)
+                          of the UDP scenarios udp-rr only, no direct runs of the bulk
+                          scenarios (< 60 s in all)
   --rounds N              rounds (each runs every system once); at least 3 (default 5)
   --duration S            seconds per wrk/iperf3/UDP run, whole seconds (default 5)
   --connections N         connections the concurrency scenario holds (default 10000)
@@ -147,4 +148,18 @@ function splitList(text: string | undefined): string[] {
     .split(',')
     .map((part) => part.trim())
     .filter((part) => part.length > 0);
+}
+
+/**
+ * The systems a scenario runs, in the invocation's order: the balancers always; `direct`
+ * only when the scenario has a direct run, and in quick mode not where it is marked
+ * `directInQuick: false`.
+ */
+export function systemsForScenario<T extends string>(
+  systems: readonly T[],
+  scenario: { includeDirect: boolean; directInQuick?: boolean },
+  options: Pick<BenchOptions, 'quick'>,
+): T[] {
+  const withDirect = scenario.includeDirect && !(options.quick && scenario.directInQuick === false);
+  return systems.filter((system) => system !== 'direct' || withDirect);
 }

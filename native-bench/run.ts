@@ -10,7 +10,7 @@ import { createServer, connect, type AddressInfo } from 'node:net';
 import { availableParallelism, loadavg } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { HELP, parseBenchArgs, selectScenarios, type BenchOptions } from './cli-args.ts';
+import { HELP, parseBenchArgs, selectScenarios, systemsForScenario, type BenchOptions } from './cli-args.ts';
 import { describeMachine, ensureTools, hardNofileLimit, hasBinary, nginxStream } from './machine.ts';
 import {
   findLeftovers,
@@ -346,7 +346,7 @@ interface BalancerSlot {
  * all rounds, or one per round when every run needs a fresh process.
  */
 async function runScenario(scenario: Scenario, upstream: Endpoint | string, roundSets: Map<BalancerName, BalancerSlot>[]): Promise<ScenarioResult> {
-  const systems = options.systems.filter((system) => system !== 'direct' || scenario.includeDirect);
+  const systems = systemsForScenario(options.systems, scenario, options);
   const notes: string[] = [];
   const runs = new Map<SystemName, SystemRuns>(systems.map((system) => [system, { system, runs: [] }]));
   log(`\n== ${scenario.name}: ${scenario.title}`);

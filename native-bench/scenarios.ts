@@ -137,6 +137,7 @@ export const SCENARIOS: readonly Scenario[] = [
     primary: gbps,
     secondary: [],
     includeDirect: true,
+    directInQuick: false,
   },
   {
     name: 'bulk-4',
@@ -147,6 +148,7 @@ export const SCENARIOS: readonly Scenario[] = [
     primary: gbps,
     secondary: [],
     includeDirect: true,
+    directInQuick: false,
   },
   {
     name: 'concurrency',

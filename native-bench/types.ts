@@ -135,6 +135,12 @@ export interface Scenario {
   secondary: MetricSpec[];
   /** False when a direct run means nothing (e.g. balancer memory). */
   includeDirect: boolean;
+  /**
+   * False: `--quick` leaves the direct runs out (default true). For the bulk scenarios, whose
+   * loopback ceiling (over 2x every balancer) tells a quick check nothing, so that `--quick`
+   * keeps its minute with some slack.
+   */
+  directInQuick?: boolean;
   /** Start a fresh balancer process for every run (memory baselines must not carry over). */
   freshBalancerPerRun?: boolean;
   /** Extra derived columns comparing each system to direct (e.g. added latency). */

@@ -21,7 +21,7 @@ import {
   planBalancer,
   type BalancerSetup,
 } from '../../native-bench/systems.ts';
-import { parseBenchArgs, selectScenarios, FULL_DEFAULTS, QUICK_DEFAULTS } from '../../native-bench/cli-args.ts';
+import { parseBenchArgs, selectScenarios, systemsForScenario, FULL_DEFAULTS, QUICK_DEFAULTS } from '../../native-bench/cli-args.ts';
 import { planUpstream } from '../../native-bench/upstreams.ts';
 import { summarizeCpuProfile, renderProfileSummary } from '../../native-bench/profile.ts';
 import { LatencyHistogram } from '../../native-bench/udp-protocol.ts';
@@ -346,6 +346,11 @@ t.test('scenario load commands', async (t) => {
   const quickNames = selectScenarios(SCENARIOS, { only: [], quick: true }).map((s) => s.name);
   t.same(quickNames, ['tcp-keepalive', 'tcp-connect', 'bulk-1', 'bulk-4', 'concurrency', 'udp-rr'], 'quick mode: udp-rr is the only UDP scenario');
   t.equal(selectScenarios(SCENARIOS, { only: [], quick: false }).length, SCENARIOS.length);
+  const all = ['direct', 'switchyard', 'haproxy', 'nginx'] as const;
+  t.same(systemsForScenario(all, findScenario('bulk-4')!, { quick: true }), ['switchyard', 'haproxy', 'nginx'], 'quick mode: no direct bulk runs');
+  t.same(systemsForScenario(all, findScenario('bulk-4')!, { quick: false }), all, 'full runs keep the bulk ceiling');
+  t.same(systemsForScenario(all, findScenario('tcp-keepalive')!, { quick: true }), all, 'quick mode keeps the other direct runs');
+  t.same(systemsForScenario(all, findScenario('concurrency')!, { quick: false }), ['switchyard', 'haproxy', 'nginx'], 'no direct run where it means nothing');
   t.same(
     selectScenarios(SCENARIOS, { only: ['udp-dns', 'tcp-connect'], quick: true }).map((s) => s.name),
     ['tcp-connect', 'udp-dns'],
